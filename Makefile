@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   installs, then tags example text with the shipped model
+#   make test   installs with the test references, then runs the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TEXT ?= Prime Minister Gordon Brown met U.S. President Barack Obama in London on Tuesday to discuss the Afghan war.
+
+.PHONY: install install-dev demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# Exactly this torch: the CPU wheel (a looser range can pull a multi-GB CUDA build).
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[dev,serve]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/nerbilstm predict "$(TEXT)"
+	$(VENV)/bin/nerbilstm predict --output-format json "$(TEXT)"
+
+test: install-dev
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .ci-venv .pytest_cache .hypothesis

@@ -1,0 +1,257 @@
+"""Command line: argument parsing only; each command calls a library function.
+
+Our errors (bad data, bad model files) become one line on stderr and exit code 2;
+tracebacks are left for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from nerbilstm import __version__
+from nerbilstm.config import ModelConfig, TrainConfig
+from nerbilstm.errors import NerError
+
+EXIT_USER_ERROR = 2
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _add_data_options(p: argparse.ArgumentParser, required_help: str = "") -> None:
+    p.add_argument("--data", help="corpus file (default: $NERBILSTM_DATA)" + required_help)
+    p.add_argument("--format", choices=("gmb", "text-labels", "conll"), default=None,
+                   help="file format (default: detected from the content)")
+    p.add_argument("--encoding", default=None, help="text encoding (default: UTF-8, else cp1252, with a note)")
+    p.add_argument("--tag-column", type=int, default=-1, help="CoNLL column holding the tag (default: last)")
+    p.add_argument("--max-sentences", type=int, default=None, help="use only the first N sentences of the file")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One flag per config dataclass field: --hidden-size maps onto hidden_size."""
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
+                           help=f"(default: {default})")
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if f.name in ("max_sentences", "threads"):
+                kind = int
+            p.add_argument(flag, dest=f.name, type=kind, default=default, help=f"(default: {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nerbilstm", formatter_class=_formatter,
+        description="Named-entity recognition with a BiLSTM-CRF written from scratch in PyTorch.",
+        epilog="examples:\n"
+               "  nerbilstm predict \"Angela Merkel met Emmanuel Macron in Paris on Monday.\"\n"
+               "  nerbilstm train --data ner_dataset.csv --out runs/crf\n"
+               "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split test --json\n")
+    parser.add_argument("--version", action="version", version=f"nerbilstm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train a tagger", formatter_class=_formatter,
+                       description="Train a BiLSTM-CRF (or softmax) tagger; keeps the best epoch by dev entity F1.",
+                       epilog="examples:\n"
+                              "  nerbilstm train --data ner_dataset.csv --out runs/crf\n"
+                              "  nerbilstm train --data ner_dataset.csv --decoder softmax --out runs/softmax\n"
+                              "  nerbilstm train --data ner_dataset.csv --decoder crf --init-from runs/softmax "
+                              "--out runs/softmax+crf\n"
+                              "  nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll "
+                              "--out runs/conll\n")
+    _add_data_options(p)
+    p.add_argument("--dev-data", help="separate dev file (then --data is the training file)")
+    p.add_argument("--test-data", help="separate test file, scored once at the end")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--init-from", metavar="MODEL_DIR", help="start from a trained model's weights and vocabulary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(p, ModelConfig, skip=("word_dim",))
+    _add_config_flags(p, TrainConfig, skip=("max_sentences",))
+
+    p = sub.add_parser("evaluate", help="score a model on gold data", formatter_class=_formatter,
+                       description="Entity F1 (CoNLL-eval and strict), token macro-F1 and the original's "
+                                   "batch-of-8 figure on one split of a corpus.",
+                       epilog="examples:\n"
+                              "  nerbilstm evaluate --data ner_dataset.csv            # default model, test split\n"
+                              "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split dev --json\n"
+                              "  nerbilstm evaluate --model runs/crf --data test.conll --split all\n")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    _add_data_options(p)
+    p.add_argument("--split", choices=("test", "dev", "train", "all"), default="test",
+                   help="canonical split of the file, or all of it (default: test)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("predict", help="tag text", formatter_class=_formatter,
+                       description="Tag raw text (tokenized like GMB) or a CoNLL file's tokens.",
+                       epilog="examples:\n"
+                              "  nerbilstm predict \"The U.S. army left Baghdad on Friday.\"\n"
+                              "  nerbilstm predict --input sentences.txt --output-format conll\n"
+                              "  nerbilstm predict --model runs/crf --input test.conll --input-format conll "
+                              "--output-format json\n")
+    p.add_argument("texts", nargs="*", help="text to tag (each argument one text)")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--input", help="file: plain text, one sentence per line; or CoNLL with --input-format conll")
+    p.add_argument("--input-format", choices=("text", "conll"), default="text")
+    p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252)")
+    p.add_argument("--output-format", choices=("inline", "conll", "json"), default="inline")
+    p.add_argument("--batch-size", type=int, default=256)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command](args)
+    except NerError as err:
+        print(f"nerbilstm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"nerbilstm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args) -> int:
+    from nerbilstm.data.dataset import load_dataset
+    from nerbilstm.train import train
+
+    model_config = ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig) if f.name != "word_dim"})
+    train_config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                                  if f.name != "max_sentences"}, max_sentences=args.max_sentences)
+    try:
+        model_config.validate()
+    except ValueError as err:
+        raise NerError(str(err)) from None
+    data = load_dataset(args.data, args.dev_data, args.test_data, args.format, args.encoding, args.tag_column,
+                        args.max_sentences)
+    _log_notes(data.info)
+    logging.getLogger("nerbilstm").info("sentences: %d train, %d dev, %d test",
+                                        len(data.train), len(data.dev), len(data.test))
+    metrics = train(data.train, data.dev, model_config, train_config, args.out, test_sents=data.test,
+                    init_from=args.init_from, data_info=data.info, progress=False if args.no_progress else None)
+    from nerbilstm.metrics import format_report
+
+    for split in ("dev", "test"):
+        if split in metrics:
+            print(f"== {split} ==\n" + format_report(metrics[split]))
+    print(f"model written to {args.out} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+          f"{metrics['train_wall_seconds']:.0f} s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from nerbilstm.data.dataset import select_split
+    from nerbilstm.evaluate import evaluate_tagger
+    from nerbilstm.metrics import format_report
+    from nerbilstm.predict import Tagger
+
+    tagger = Tagger.load(args.model)
+    sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
+                                   args.max_sentences)
+    _log_notes({"data": info})
+    metrics = evaluate_tagger(tagger, sentences)
+    metrics["split"] = args.split
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_report(metrics))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from nerbilstm.predict import Tagger
+
+    if not args.texts and not args.input:
+        raise NerError("nothing to tag: give text arguments or --input FILE")
+    tagger = Tagger.load(args.model)
+    tagger.batch_size = args.batch_size
+    if args.input and args.input_format == "conll":
+        from nerbilstm.data.readers import read_conll_tokens
+
+        sentences = read_conll_tokens(args.input, encoding=args.encoding)
+        tags = tagger.tags(sentences)
+        docs = [_tokens_doc(tokens, sent_tags) for tokens, sent_tags in zip(sentences, tags)]
+    else:
+        texts = list(args.texts)
+        if args.input:
+            texts += _read_lines(args.input, args.encoding)
+        docs = tagger(texts)
+    sys.stdout.write(_render(docs, args.output_format))
+    return 0
+
+
+def _tokens_doc(tokens, tags) -> dict:
+    """A predicted pre-tokenized sentence in the same shape as Tagger output (offsets into the
+    space-joined tokens)."""
+    from nerbilstm.metrics import entity_spans
+
+    starts, pos = [], 0
+    for t in tokens:
+        starts.append(pos)
+        pos += len(t) + 1
+    text = " ".join(tokens)
+    return {"text": text,
+            "tokens": [{"text": t, "start": s, "end": s + len(t), "tag": g} for t, s, g in zip(tokens, starts, tags)],
+            "entities": [{"text": text[starts[s]:starts[e - 1] + len(tokens[e - 1])], "label": lab,
+                          "start": starts[s], "end": starts[e - 1] + len(tokens[e - 1])}
+                         for lab, s, e in entity_spans(tags)]}
+
+
+def _read_lines(path: str, encoding: str | None) -> list[str]:
+    from nerbilstm.errors import DataError
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("input file not found", path=p)
+    raw = p.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise DataError("looks like a binary file, expected text", path=p)
+    try:
+        text = raw.decode(encoding or "utf-8")
+    except UnicodeDecodeError as err:
+        if encoding:
+            line = raw[: err.start].count(b"\n") + 1
+            raise DataError(f"not valid {encoding}: {err.reason}", path=p, line=line) from None
+        text = raw.decode("cp1252", errors="replace")
+        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", p)
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _render(docs: list[dict], fmt: str) -> str:
+    if fmt == "json":
+        return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    if fmt == "conll":
+        return "".join("".join(f"{t['text']}\t{t['tag']}\n" for t in d["tokens"]) + "\n" for d in docs)
+    lines = []
+    for d in docs:
+        text, out, pos = d["text"], [], 0
+        for e in d["entities"]:
+            out.append(text[pos:e["start"]] + f"[{e['text']}]{{{e['label']}}}")
+            pos = e["end"]
+        lines.append("".join(out) + text[pos:])
+    return "\n".join(lines) + "\n"
+
+
+def _log_notes(info: dict) -> None:
+    log = logging.getLogger("nerbilstm")
+    for part in info.values():
+        if isinstance(part, dict):
+            for note in part.get("notes", []):
+                log.info("%s: %s", part.get("path"), note)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Turning sentences into padded tensors with masks, and bucketing them by length."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nerbilstm.data.vocab import Vocab, casing
+
+MAX_WORD_CHARS = 30  # longer tokens (URLs, garbage) keep their first characters only
+
+
+@dataclass
+class Encoded:
+    """One sentence as ids; lists of length n (chars: n lists)."""
+
+    tokens: list[str]
+    words: list[int]
+    chars: list[list[int]]
+    cases: list[int]
+    tags: list[int] | None
+
+
+@dataclass
+class Batch:
+    """A padded batch, batch first. words/cases/tags: (B, T) long; chars: (B, T, L) long;
+    mask: (B, T) bool, True on real tokens (left-aligned); pretrained: (B, T, E) float or None,
+    with pretrained_mask (B, T) bool marking words outside the vocabulary that the pretrained
+    table knows (their vector replaces the unknown word's)."""
+
+    words: Tensor
+    chars: Tensor
+    cases: Tensor
+    mask: Tensor
+    tags: Tensor | None = None
+    pretrained: Tensor | None = None
+    pretrained_mask: Tensor | None = None
+
+    def to(self, device) -> "Batch":
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in moved.items()})
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.mask.sum(1)
+
+
+def encode(tokens: Sequence[str], vocab: Vocab, tags: Sequence[str] | None = None) -> Encoded:
+    """Map one sentence to ids. Unknown tags must be caught by the caller (see check_labels)."""
+    char_index = vocab.char_index
+    return Encoded(
+        tokens=list(tokens),
+        words=[vocab.word_id(t) for t in tokens],
+        chars=[[char_index.get(c, 1) for c in t[:MAX_WORD_CHARS]] for t in tokens],
+        cases=[casing(t) for t in tokens],
+        tags=None if tags is None else [vocab.label_index[t] for t in tags],
+    )
+
+
+def collate(items: Sequence[Encoded], pretrained=None) -> Batch:
+    """Pad a list of encoded sentences into a Batch.
+
+    pretrained: a PretrainedEmbeddings or None; when given, out-of-vocabulary words it knows
+    get its vector (a word never seen in training still gets its pretrained meaning).
+    """
+    B = len(items)
+    T = max(1, max(len(e.words) for e in items))
+    L = max(1, max((len(c) for e in items for c in e.chars), default=1))
+    words = np.zeros((B, T), dtype=np.int64)
+    cases = np.zeros((B, T), dtype=np.int64)
+    chars = np.zeros((B, T, L), dtype=np.int64)
+    mask = np.zeros((B, T), dtype=bool)
+    tags = np.zeros((B, T), dtype=np.int64) if items[0].tags is not None else None
+    for b, e in enumerate(items):
+        n = len(e.words)
+        words[b, :n] = e.words
+        cases[b, :n] = e.cases
+        mask[b, :n] = True
+        for t, c in enumerate(e.chars):
+            chars[b, t, : len(c)] = c
+        if tags is not None:
+            tags[b, :n] = e.tags
+    batch = Batch(torch.from_numpy(words), torch.from_numpy(chars), torch.from_numpy(cases),
+                  torch.from_numpy(mask), None if tags is None else torch.from_numpy(tags))
+    if pretrained is not None:
+        unknown = [(b, t, tok) for b, e in enumerate(items) for t, (tok, w) in enumerate(zip(e.tokens, e.words)) if w == 1]
+        if unknown:
+            vectors, found = pretrained.vectors_for([tok for _, _, tok in unknown])
+            vec = np.zeros((B, T, vectors.shape[1]), dtype=np.float32)
+            known = np.zeros((B, T), dtype=bool)
+            for (b, t, _), v, ok in zip(unknown, vectors, found):
+                if ok:
+                    vec[b, t] = v
+                    known[b, t] = True
+            if known.any():
+                batch.pretrained = torch.from_numpy(vec)
+                batch.pretrained_mask = torch.from_numpy(known)
+    return batch
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0) -> list[list[int]]:
+    """Batches of sentence indices with similar lengths (less padding), in random order if shuffle.
+
+    Sorting by length with random tie-breaks, then shuffling whole batches, keeps every epoch
+    different while each batch stays tight.
+    """
+    rng = random.Random(seed)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random() if shuffle else i))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches

@@ -1,0 +1,71 @@
+"""Loading the train / dev / test sentences a command asks for, with what to record about them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nerbilstm.errors import DataError
+
+DATA_ENV = "NERBILSTM_DATA"
+WHERE_TO_GET = ("get the Kaggle corpus 'Annotated Corpus for Named Entity Recognition' (ner_dataset.csv) "
+                f"and pass --data PATH or set {DATA_ENV}")
+
+
+@dataclass
+class Dataset:
+    train: list
+    dev: list
+    test: list
+    info: dict = field(default_factory=dict)  # paths, checksums, formats, reader notes
+
+
+def resolve_data_path(path: str | None) -> Path:
+    """--data, else $NERBILSTM_DATA; a clear error when neither names a file."""
+    chosen = path or os.environ.get(DATA_ENV)
+    if not chosen:
+        raise DataError(f"no corpus given: {WHERE_TO_GET}")
+    p = Path(chosen)
+    if not p.is_file():
+        raise DataError(f"corpus file not found ({WHERE_TO_GET})", path=p)
+    return p
+
+
+def read_file(path, fmt=None, encoding=None, tag_column=-1, max_sentences=None):
+    """-> (sentences, info) for one file, with its sha256 and the reader's notes."""
+    from nerbilstm.data.readers import read_corpus
+    from nerbilstm.io import sha256_file
+
+    corpus = read_corpus(path, fmt=fmt, encoding=encoding, tag_column=tag_column, max_sentences=max_sentences)
+    info = {"path": str(path), "sha256": sha256_file(path), "format": corpus.format, "encoding": corpus.encoding,
+            "sentences": len(corpus.sentences), "notes": list(corpus.notes)}
+    return corpus.sentences, info
+
+
+def load_dataset(data: str | None, dev_data: str | None = None, test_data: str | None = None, fmt=None,
+                 encoding=None, tag_column: int = -1, max_sentences: int | None = None) -> Dataset:
+    """One file: the canonical 80/10/10 split by sentence index (i % 10 == 0 test, == 1 dev).
+    Separate files: --data is train, --dev-data dev, --test-data test (CoNLL-2003 style)."""
+    from nerbilstm.data.readers import split_canonical
+
+    path = resolve_data_path(data)
+    sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
+    if dev_data is None and test_data is None:
+        train, dev, test = split_canonical(sentences)
+        return Dataset(train, dev, test, {"train": info, "split": "canonical i%10: 0 test, 1 dev, rest train"})
+    dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
+    test, test_info = read_file(test_data, fmt, encoding, tag_column) if test_data else ([], None)
+    return Dataset(sentences, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
+
+
+def select_split(data: str | None, split: str, fmt=None, encoding=None, tag_column=-1, max_sentences=None):
+    """Sentences of one split of a file (``all``: every sentence) -> (sentences, info)."""
+    from nerbilstm.data.readers import split_canonical
+
+    path = resolve_data_path(data)
+    sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
+    if split == "all":
+        return sentences, info
+    train, dev, test = split_canonical(sentences)
+    return {"train": train, "dev": dev, "test": test}[split], info

@@ -1,0 +1,746 @@
+"""Corpus readers and writers: GMB CSV, text/labels CSV and CoNLL.
+
+Every problem with the input file is reported as a :class:`~nerbilstm.errors.DataError`
+that names the file and the 1-based line (``PATH:LINE: message``); bad input never
+ends in a traceback of some other kind.
+
+Reading streams: :func:`iter_sentences` holds one block of the file (1 MiB) and one
+sentence at a time, so corpora larger than memory can be read; :func:`read_corpus`
+collects its output.
+
+Formats (see :data:`FORMATS`):
+
+``gmb``
+    The Kaggle GMB extract: header ``Sentence #,Word,POS,Tag``; a row whose first
+    column starts with ``Sentence:`` opens a sentence, the first column is empty on the
+    rows that continue it.  The POS column is ignored.
+``text-labels``
+    A CSV file whose header has the columns ``text`` and ``labels`` (others are
+    ignored); one sentence per row, tokens and tags separated by spaces.  Rows whose
+    token and tag counts differ are skipped and counted.
+``conll``
+    One token per line, columns separated by spaces or tabs (never by other
+    whitespace: a token may contain a no-break space), the tag in column
+    ``tag_column`` (default: the last), blank lines between sentences,
+    ``-DOCSTART-`` lines ignored.
+
+Encoding: with ``encoding=None`` the file is read as UTF-8 if all of it is valid
+UTF-8, else as cp1252 (the GMB file is cp1252), with a note saying so.  The decision
+is made without reading the file twice where possible: all-ASCII text reads the same
+in both, so the file is only looked ahead (from the first non-ASCII byte on) to decide.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from typing import IO, Iterable, Iterator
+
+from nerbilstm.errors import DataError
+
+__all__ = [
+    "FORMATS",
+    "Sentence",
+    "Corpus",
+    "SentenceStream",
+    "detect_format",
+    "read_corpus",
+    "read_conll_tokens",
+    "iter_sentences",
+    "split_canonical",
+    "to_iob2",
+    "is_valid_tag",
+    "write_conll",
+    "write_gmb_csv",
+    "write_text_labels_csv",
+]
+
+FORMATS = ("gmb", "text-labels", "conll")
+
+GMB_HEADER = ("Sentence #", "Word", "POS", "Tag")
+
+_BLOCK = 1 << 20
+_MAX_LINE = 32 << 20  # characters held while looking for the end of a line
+_ASCII_WS = " \t\r\n\f\v"
+_CONLL_WS = " \t\f\v"  # columns of a CoNLL line: ASCII blanks only, never U+00A0
+_CONLL_SPLIT = re.compile(r"[ \t\f\v]+")
+_LIST_SPLIT = re.compile(r"[ \t\r\n\f\v]+")
+_TAG = re.compile(r"O|[BI]-\S+")
+_EOL = re.compile(r"\r\n|\r|\n")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    tags: list[str]
+    line: int = 0  # 1-based line in the source file where the sentence starts
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class Corpus:
+    sentences: list[Sentence]
+    path: str
+    format: str  # 'gmb' | 'text-labels' | 'conll'
+    encoding: str  # what was actually used
+    notes: list[str] = field(default_factory=list)
+    skipped: int = 0
+    repaired: int = 0
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def __iter__(self) -> Iterator[Sentence]:
+        return iter(self.sentences)
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def is_valid_tag(tag: str) -> bool:
+    """``O``, ``B-TYPE`` or ``I-TYPE`` (TYPE: one or more non-space characters)."""
+    return _TAG.fullmatch(tag) is not None
+
+
+def to_iob2(tags: list[str]) -> tuple[list[str], int]:
+    """Convert IOB1 to IOB2 / repair a broken IOB2 sequence.
+
+    An ``I-x`` that starts an entity (at the start of the sentence, after ``O``, or
+    after a tag of another type) becomes ``B-x``.  Returns the new tags and how many
+    were changed; the input list is not modified.
+    """
+    out = list(tags)
+    changed = 0
+    prev_type = None  # entity type of the previous tag, None after O / at the start
+    for i, tag in enumerate(out):
+        if tag.startswith("I-"):
+            typ = tag[2:]
+            if prev_type != typ:
+                out[i] = "B-" + typ
+                changed += 1
+            prev_type = typ
+        elif tag.startswith("B-"):
+            prev_type = tag[2:]
+        else:
+            prev_type = None
+    return out, changed
+
+
+def _b_starts(tags: list[str]) -> int:
+    """How many ``B-`` tags open an entity after ``O``/the start/another type (IOB2 style)."""
+    n = 0
+    prev_type = None
+    for tag in tags:
+        if tag.startswith("B-"):
+            if prev_type != tag[2:]:
+                n += 1
+            prev_type = tag[2:]
+        elif tag.startswith("I-"):
+            prev_type = tag[2:]
+        else:
+            prev_type = None
+    return n
+
+
+# ----------------------------------------------------------------- file handling
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise DataError("no such file", path=path)
+    if os.path.isdir(path):
+        raise DataError("is a directory, not a corpus file", path=path)
+
+
+def _open_binary(path: str) -> IO[bytes]:
+    _check_file(path)
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise DataError(f"cannot open: {e.strerror or e}", path=path) from None
+
+
+def _check_encoding(encoding: str, path: str) -> str:
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise DataError(f"unknown encoding {encoding!r}", path=path) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise DataError(f"{encoding!r} is not a text encoding", path=path)
+    return info.name
+
+
+def _binary_error(path: str, line: int) -> DataError:
+    return DataError(
+        "looks like a binary file (contains NUL bytes), not a text corpus", path=path, line=line
+    )
+
+
+def _head_text(path: str, encoding: str | None, limit: int = 1 << 20) -> str:
+    """The first block of the file decoded leniently (for format sniffing)."""
+    with _open_binary(path) as f:
+        data = f.read(64 * 1024)
+        while b"\n" not in data and len(data) < limit:
+            more = f.read(64 * 1024)
+            if not more:
+                break
+            data += more
+    if encoding is not None:
+        enc = _check_encoding(encoding, path)
+        text = codecs.getincrementaldecoder(enc)("replace").decode(data)
+        if "\x00" in text:
+            raise _binary_error(path, text[: text.index("\x00")].count("\n") + 1)
+    else:
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            raise _binary_error(path, data.count(b"\n", 0, nul) + 1)
+        try:
+            text = codecs.getincrementaldecoder("utf-8")("strict").decode(data)
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", "replace")
+    return text.lstrip("\ufeff")
+
+
+def detect_format(path, encoding: str | None = None) -> str:
+    """Tell the format of a corpus file from its first non-blank line.
+
+    ``gmb`` if it is the header ``Sentence #,Word,POS,Tag``; ``text-labels`` if it is a
+    CSV header with the columns ``text`` and ``labels``; ``conll`` if it is a
+    ``-DOCSTART-`` line or has two or more space/tab-separated columns one of which is
+    a tag.  The file extension plays no part.
+    """
+    path = str(path)
+    text = _head_text(path, encoding)
+    first = None
+    lineno = 0
+    for lineno, raw in enumerate(_EOL.split(text), start=1):
+        if raw.strip(_ASCII_WS):
+            first = raw
+            break
+    if first is None:
+        if text.strip(_ASCII_WS) == "":
+            raise DataError("empty file (no data)", path=path)
+        raise DataError("cannot tell the format: the first line is too long", path=path, line=1)
+    try:
+        fields = next(csv.reader([first]))
+    except csv.Error:
+        fields = []
+    names = [c.strip(_ASCII_WS).lower() for c in fields]
+    if {"sentence #", "word", "tag"} <= set(names):
+        return "gmb"
+    if {"text", "labels"} <= set(names):
+        return "text-labels"
+    stripped = first.strip(_CONLL_WS)
+    if stripped.startswith("-DOCSTART-"):
+        return "conll"
+    cols = _CONLL_SPLIT.split(stripped)
+    if len(cols) >= 2 and any(is_valid_tag(c) for c in cols[1:]):
+        return "conll"
+    raise DataError(
+        "cannot tell the format from the first line "
+        f"{_shorten(first.strip(_ASCII_WS))!r}: expected the GMB header "
+        "'Sentence #,Word,POS,Tag', a CSV header with columns 'text' and 'labels', "
+        "or CoNLL lines 'TOKEN ... TAG'",
+        path=path,
+        line=lineno,
+    )
+
+
+def _shorten(s: str, n: int = 80) -> str:
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+# ------------------------------------------------------------------- streaming
+
+
+class SentenceStream(Iterator[Sentence]):
+    """The sentences of a corpus file, read lazily (what :func:`iter_sentences` returns).
+
+    Besides iterating, it tells ``format``, ``encoding`` (what was actually used),
+    ``notes``, ``skipped`` and ``repaired``; these are complete once the stream is
+    exhausted (or after :meth:`finish`).  Use it as a context manager, or call
+    :meth:`close`, to release the file early.
+    """
+
+    def __init__(self, path, fmt=None, encoding=None, tag_column=-1, repair=True, _tokens_only=False):
+        self.path = str(path)
+        self._tokens_only = _tokens_only
+        _check_file(self.path)
+        if fmt is not None and fmt not in FORMATS:
+            raise DataError(
+                f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", path=self.path
+            )
+        self._explicit = _check_encoding(encoding, self.path) if encoding is not None else None
+        self.format = fmt if fmt is not None else detect_format(self.path, encoding)
+        self.encoding = self._explicit or "utf-8"
+        self.tag_column = tag_column
+        self.repair = repair
+        self.notes: list[str] = []
+        self.skipped = 0
+        self.repaired = 0
+        self.sentences_read = 0
+        self._b_starts = 0
+        self._first_skip_line: int | None = None
+        self._first_repair_line: int | None = None
+        self._finished = False
+        self._valid_tags: set[str] = set()
+        self._gen = self._generate()
+
+    # iterator protocol
+    def __iter__(self) -> "SentenceStream":
+        return self
+
+    def __next__(self) -> Sentence:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def __enter__(self) -> "SentenceStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def finish(self) -> None:
+        """Add the summary notes (skipped rows, repaired tags); idempotent."""
+        if self._finished:
+            return
+        self._finished = True
+        if self.skipped:
+            self.notes.append(
+                f"skipped {self.skipped} row{'s' if self.skipped != 1 else ''} whose token and "
+                f"tag counts differ (first at line {self._first_skip_line})"
+            )
+        if self.repaired:
+            if self._b_starts == 0:
+                self.notes.append(f"converted IOB1 to IOB2 ({self.repaired} tags changed from I- to B-)")
+            else:
+                self.notes.append(
+                    f"repaired {self.repaired} I- tag{'s' if self.repaired != 1 else ''} that "
+                    f"started an entity (after O, another type or at sentence start) into B- "
+                    f"(first at line {self._first_repair_line})"
+                )
+
+    # ---------------------------------------------------------------- internals
+
+    def _error(self, message: str, line: int | None) -> DataError:
+        return DataError(message, path=self.path, line=line)
+
+    def _generate(self) -> Iterator[Sentence]:
+        f = _open_binary(self.path)
+        try:
+            lines = self._lines(f)
+            if self.format == "gmb":
+                yield from self._read_gmb(lines)
+            elif self.format == "text-labels":
+                yield from self._read_text_labels(lines)
+            else:
+                yield from self._read_conll(lines)
+        except OSError as e:
+            raise self._error(f"cannot read: {e.strerror or e}", None) from None
+        finally:
+            f.close()
+        self.finish()
+
+    def _lines(self, f: IO[bytes]) -> Iterator[str]:
+        """Decoded lines, each with its line ending (``\\n``, ``\\r\\n`` or ``\\r``)."""
+        path = self.path
+        mode = "fixed" if self._explicit else "probe"
+        dec = codecs.getincrementaldecoder(self._explicit)("strict") if self._explicit else None
+        newlines_before = 0  # b"\n" in the blocks already decoded (for error line numbers)
+        buf = ""
+        first_block = True
+        while True:
+            block = f.read(_BLOCK)
+            final = not block
+            if first_block and mode == "probe" and block.startswith(codecs.BOM_UTF8):
+                block = block[3:]
+            first_block = False
+            if mode != "fixed" and block:
+                nul = block.find(b"\x00")
+                if nul >= 0:
+                    raise _binary_error(path, newlines_before + block.count(b"\n", 0, nul) + 1)
+            if mode == "probe" and block and not block.isascii():
+                bad = _NON_ASCII.search(block).start()
+                where = self._first_invalid_utf8(f, block, bad, newlines_before)
+                if where is None:
+                    mode, self.encoding = "utf-8", "utf-8"
+                    dec = codecs.getincrementaldecoder("utf-8")("strict")
+                else:
+                    byte, line = where
+                    mode, self.encoding = "cp1252", "cp1252"
+                    dec = codecs.getincrementaldecoder("cp1252")("strict")
+                    self.notes.append(
+                        f"not valid UTF-8 (byte 0x{byte:02x} at line {line}); read as cp1252"
+                    )
+            try:
+                if mode == "probe":
+                    text = block.decode("ascii")
+                else:
+                    text = dec.decode(block, final=final)
+            except UnicodeDecodeError as e:
+                line = newlines_before + block.count(b"\n", 0, max(0, e.start)) + 1
+                if "\x00" in block.decode("latin-1"):  # e.g. UTF-16 read as something else
+                    raise _binary_error(path, line) from None
+                bad = block[e.start : e.start + 1] if 0 <= e.start < len(block) else b""
+                what = f"byte 0x{bad[0]:02x}" if bad else "truncated character at the end"
+                if mode == "cp1252":
+                    msg = f"neither UTF-8 nor cp1252 ({what}); give the right encoding explicitly"
+                else:
+                    msg = f"cannot be decoded as {self.encoding} ({what})"
+                raise self._error(msg, line) from None
+            if mode == "fixed" and "\x00" in text:
+                line = newlines_before + text[: text.index("\x00")].count("\n") + 1
+                raise _binary_error(path, line)
+            newlines_before += block.count(b"\n")
+            buf += text
+            start = 0
+            for m in _EOL.finditer(buf):
+                end = m.end()
+                if end == len(buf) and m.group() == "\r" and not final:
+                    break  # may be the first half of \r\n
+                yield buf[start:end]
+                start = end
+            buf = buf[start:]
+            if len(buf) > _MAX_LINE:
+                raise self._error(
+                    f"a line longer than {_MAX_LINE // (1 << 20)} MiB: not a line-based corpus file",
+                    newlines_before + 1,
+                )
+            if final:
+                if buf:
+                    yield buf
+                return
+
+    def _first_invalid_utf8(self, f: IO[bytes], block: bytes, at: int, newlines_before: int):
+        """Look ahead from the first non-ASCII byte: (bad byte, line) or None if valid UTF-8.
+
+        The text before ``at`` is ASCII and so reads the same either way; the file
+        position is restored.
+        """
+        pos = f.tell()
+        dec = codecs.getincrementaldecoder("utf-8")("strict")
+        chunk, offset, lines = block, at, newlines_before
+        try:
+            while True:
+                try:
+                    dec.decode(chunk[offset:], final=not chunk)
+                except UnicodeDecodeError as e:
+                    i = offset + max(0, e.start)
+                    byte = chunk[i] if i < len(chunk) else 0
+                    return byte, lines + chunk.count(b"\n", 0, min(i, len(chunk))) + 1
+                if not chunk:
+                    return None
+                lines += chunk.count(b"\n")
+                chunk, offset = f.read(_BLOCK), 0
+        finally:
+            f.seek(pos)
+
+    def _emit(self, tokens: list[str], tags: list[str], line: int) -> Sentence:
+        self._b_starts += _b_starts(tags)  # on the tags as read: IOB2 files have some
+        if self.repair:
+            tags, n = to_iob2(tags)
+            if n:
+                self.repaired += n
+                if self._first_repair_line is None:
+                    self._first_repair_line = line
+        self.sentences_read += 1
+        return Sentence(tokens, tags, line)
+
+    def _tag(self, raw: str, line: int) -> str:
+        if raw in self._valid_tags:
+            return raw
+        tag = raw.strip(_ASCII_WS)
+        if is_valid_tag(tag):
+            if tag == raw and len(self._valid_tags) < 10_000:
+                self._valid_tags.add(tag)
+        else:
+            raise self._error(
+                f"invalid tag {_shorten(tag)!r}: expected O, B-TYPE or I-TYPE (IOB/IOB2 tags)", line
+            )
+        return tag
+
+    def _token(self, raw: str, line: int) -> str:
+        tok = raw.strip(_ASCII_WS)
+        if not tok:
+            raise self._error("empty token", line)
+        return tok
+
+    def _csv_rows(self, lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
+        """(start line, fields) of the non-blank CSV rows."""
+        reader = csv.reader(lines)
+        first = True
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise self._error(f"malformed CSV: {e}", reader.line_num or start) from None
+            if first and row:
+                row[0] = row[0].lstrip("\ufeff")
+                first = False
+            if not row or all(not c.strip(_ASCII_WS) for c in row):
+                continue
+            yield start, row
+
+    def _header(self, rows, needed: tuple[str, ...], expected: str) -> tuple[int, list[str], dict[str, int]]:
+        try:
+            line, row = next(rows)
+        except StopIteration:
+            raise self._error("empty file (no data)", None) from None
+        names = [c.strip(_ASCII_WS).lower() for c in row]
+        missing = [n for n in needed if n not in names]
+        if missing:
+            raise self._error(
+                f"wrong header: expected {expected}; got {_shorten(','.join(row))!r} "
+                f"(missing: {', '.join(missing)})",
+                line,
+            )
+        return line, row, {n: names.index(n) for n in needed}
+
+    def _read_gmb(self, lines: Iterator[str]) -> Iterator[Sentence]:
+        rows = self._csv_rows(lines)
+        _, header, idx = self._header(
+            rows, ("sentence #", "word", "tag"), "the GMB header 'Sentence #,Word,POS,Tag'"
+        )
+        si, wi, ti = idx["sentence #"], idx["word"], idx["tag"]
+        need = max(si, wi, ti) + 1
+        tokens: list[str] = []
+        tags: list[str] = []
+        start = 0
+        for line, row in rows:
+            if len(row) < need:
+                raise self._error(
+                    f"row has {len(row)} column{'s' if len(row) != 1 else ''}, expected "
+                    f"{len(header)} ({','.join(c.strip(_ASCII_WS) for c in header)})",
+                    line,
+                )
+            first = row[si].strip(_ASCII_WS)
+            if first.startswith("Sentence:"):
+                if tokens:
+                    yield self._emit(tokens, tags, start)
+                tokens, tags, start = [], [], line
+            elif first:
+                raise self._error(
+                    f"first column should be empty or 'Sentence: N'; got {_shorten(first)!r}", line
+                )
+            elif not start:
+                raise self._error("continuation row before any 'Sentence: N' row", line)
+            tokens.append(self._token(row[wi], line))
+            tags.append(self._tag(row[ti], line))
+        if tokens:
+            yield self._emit(tokens, tags, start)
+
+    def _read_text_labels(self, lines: Iterator[str]) -> Iterator[Sentence]:
+        rows = self._csv_rows(lines)
+        _, header, idx = self._header(
+            rows, ("text", "labels"), "a CSV header with columns 'text' and 'labels'"
+        )
+        xi, yi = idx["text"], idx["labels"]
+        need = max(xi, yi) + 1
+        for line, row in rows:
+            if len(row) < need:
+                raise self._error(
+                    f"row has {len(row)} column{'s' if len(row) != 1 else ''}, expected "
+                    f"{len(header)} ({','.join(c.strip(_ASCII_WS) for c in header)})",
+                    line,
+                )
+            text = row[xi].strip(_ASCII_WS)
+            labels = row[yi].strip(_ASCII_WS)
+            tokens = _LIST_SPLIT.split(text) if text else []
+            tags = _LIST_SPLIT.split(labels) if labels else []
+            if not tokens and not tags:
+                continue
+            if len(tokens) != len(tags):
+                self.skipped += 1
+                if self._first_skip_line is None:
+                    self._first_skip_line = line
+                continue
+            yield self._emit(tokens, [self._tag(t, line) for t in tags], line)
+
+    def _read_conll(self, lines: Iterator[str]) -> Iterator[Sentence]:
+        tokens: list[str] = []
+        tags: list[str] = []
+        start = 0
+        col = self.tag_column
+        lineno = 0
+        seen_data = False
+        for lineno, raw in enumerate(lines, start=1):
+            if lineno == 1:
+                raw = raw.lstrip("\ufeff")
+            s = raw.strip(_ASCII_WS)
+            if s:
+                seen_data = True
+            if not s or s.startswith("-DOCSTART-"):
+                if tokens:
+                    yield self._emit(tokens, tags, start)
+                    tokens, tags = [], []
+                continue
+            cols = _CONLL_SPLIT.split(s)
+            if self._tokens_only:
+                if not tokens:
+                    start = lineno
+                tokens.append(cols[0])
+                tags.append("O")
+                continue
+            if len(cols) < 2:
+                raise self._error(
+                    f"expected a token and a tag separated by spaces or tabs; got one column "
+                    f"{_shorten(s)!r}",
+                    lineno,
+                )
+            i = col if col >= 0 else len(cols) + col
+            if not 0 <= i < len(cols):
+                raise self._error(
+                    f"no tag column {col}: the line has {len(cols)} columns", lineno
+                )
+            if i == 0:
+                raise self._error(f"tag column {col} is the token column", lineno)
+            if not tokens:
+                start = lineno
+            tokens.append(cols[0])
+            tags.append(self._tag(cols[i], lineno))
+        if not seen_data:
+            raise self._error("empty file (no data)", None)
+        if tokens:
+            yield self._emit(tokens, tags, start)
+
+
+def iter_sentences(path, fmt=None, encoding=None, tag_column=-1, repair=True) -> SentenceStream:
+    """Stream the sentences of a corpus file (constant memory).
+
+    Returns a :class:`SentenceStream`: an iterator of :class:`Sentence` that also
+    carries ``format``, ``encoding``, ``notes``, ``skipped`` and ``repaired``.
+    Errors in the file are raised as :class:`DataError` when the reading reaches them.
+    """
+    return SentenceStream(path, fmt, encoding, tag_column, repair)
+
+
+def read_conll_tokens(path, encoding: str | None = None) -> list[list[str]]:
+    """The tokens (first column) of a CoNLL file, for tagging: tags may be absent.
+
+    Same layout rules as the ``conll`` format (blank lines between sentences,
+    ``-DOCSTART-`` ignored, columns split on spaces/tabs only); other columns are ignored.
+    """
+    stream = SentenceStream(path, "conll", encoding, -1, False, _tokens_only=True)
+    with stream:
+        return [s.tokens for s in stream]
+
+
+def read_corpus(
+    path,
+    fmt: str | None = None,
+    encoding: str | None = None,
+    tag_column: int = -1,
+    max_sentences: int | None = None,
+    repair: bool = True,
+) -> Corpus:
+    """Read a whole corpus (or its first ``max_sentences`` sentences) into memory.
+
+    ``fmt``: one of :data:`FORMATS`, or None to detect it from the content.
+    ``encoding``: None for UTF-8 with a cp1252 fallback (noted), or a codec name.
+    ``tag_column``: for ``conll`` only, the column (0-based; negative from the end)
+    holding the tag.  ``repair``: turn an ``I-x`` that starts an entity into ``B-x``
+    (IOB1 -> IOB2), counted in ``Corpus.repaired`` and noted.
+    """
+    stream = iter_sentences(path, fmt, encoding, tag_column, repair)
+    sentences: list[Sentence] = []
+    with stream:
+        if max_sentences is None:
+            sentences.extend(stream)
+        elif max_sentences > 0:
+            for s in stream:
+                sentences.append(s)
+                if len(sentences) >= max_sentences:
+                    break
+    stream.finish()
+    if not sentences and max_sentences != 0:
+        stream.notes.append("no sentences found")
+    return Corpus(
+        sentences=sentences,
+        path=stream.path,
+        format=stream.format,
+        encoding=stream.encoding,
+        notes=list(stream.notes),
+        skipped=stream.skipped,
+        repaired=stream.repaired,
+    )
+
+
+def split_canonical(sentences: list) -> tuple[list, list, list]:
+    """The project's fixed split by 0-based sentence index in file order.
+
+    ``i % 10 == 0``: test, ``i % 10 == 1``: dev, the rest: train.
+    Returns ``(train, dev, test)``.
+    """
+    train, dev, test = [], [], []
+    for i, s in enumerate(sentences):
+        r = i % 10
+        (test if r == 0 else dev if r == 1 else train).append(s)
+    return train, dev, test
+
+
+# --------------------------------------------------------------------- writers
+
+
+def _pairs(sentences: Iterable, path: str) -> Iterator[tuple[int, list[str], list[str]]]:
+    for n, s in enumerate(sentences, start=1):
+        tokens, tags = (s.tokens, s.tags) if hasattr(s, "tokens") else s
+        tokens, tags = list(tokens), list(tags)
+        if not tokens:
+            raise DataError(f"sentence {n} is empty and cannot be written", path=path)
+        if len(tokens) != len(tags):
+            raise DataError(
+                f"sentence {n} has {len(tokens)} tokens but {len(tags)} tags", path=path
+            )
+        for tok in tokens:
+            if not isinstance(tok, str) or not tok or any(c in _ASCII_WS for c in tok):
+                raise DataError(
+                    f"sentence {n}: token {tok!r} is empty or contains ASCII whitespace", path=path
+                )
+        for tag in tags:
+            if not isinstance(tag, str) or not is_valid_tag(tag):
+                raise DataError(f"sentence {n}: invalid tag {tag!r}", path=path)
+        yield n, tokens, tags
+
+
+def write_conll(sentences, path) -> None:
+    """Write ``TOKEN TAG`` lines, a blank line after each sentence (UTF-8)."""
+    path = str(path)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for n, tokens, tags in _pairs(sentences, path):
+            for tok, tag in zip(tokens, tags):
+                if tok.startswith("-DOCSTART-"):
+                    raise DataError(f"sentence {n}: token {tok!r} would read as a document marker", path=path)
+                f.write(f"{tok} {tag}\n")
+            f.write("\n")
+
+
+def write_gmb_csv(sentences, path) -> None:
+    """Write the GMB layout (``Sentence #,Word,POS,Tag``; POS written as ``_``), UTF-8."""
+    path = str(path)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(GMB_HEADER)
+        for n, tokens, tags in _pairs(sentences, path):
+            for i, (tok, tag) in enumerate(zip(tokens, tags)):
+                w.writerow((f"Sentence: {n}" if i == 0 else "", tok, "_", tag))
+
+
+def write_text_labels_csv(sentences, path) -> None:
+    """Write a ``text,labels`` CSV, one sentence per row, UTF-8."""
+    path = str(path)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("text", "labels"))
+        for _, tokens, tags in _pairs(sentences, path):
+            w.writerow((" ".join(tokens), " ".join(tags)))

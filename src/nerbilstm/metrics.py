@@ -1,0 +1,408 @@
+"""Evaluation metrics for tag sequences (pure Python + numpy; no torch).
+
+Entity-level scores
+-------------------
+Entities are extracted per sentence as ``(type, start, end)`` with ``end``
+exclusive.  A predicted entity is correct only when its sentence, span and type
+all match a gold entity exactly.  Two decoding modes:
+
+``"conll"`` (the default; what ``conlleval`` and ``seqeval``'s default mode do)
+    A chunk starts at ``B-x`` / ``S-x``, or at an ``I-x`` / ``E-x`` that does not
+    continue an open chunk of type ``x`` (i.e. after ``O``, after another type,
+    or after an ``E-``/``S-`` that closed the previous chunk).  ``I-x`` and
+    ``E-x`` continue an open chunk of the same type that was opened or extended
+    by ``B-x``/``I-x``; ``E-x`` and ``S-x`` close their chunk.  Any tag that is
+    not ``O`` and not of the form ``P-type`` with ``P`` in ``B I E S`` and a
+    non-empty type (e.g. ``"B"`` alone, ``"X-foo"``, ``"PER"``) is treated as
+    ``O``.  (seqeval differs only on such malformed tags, which it parses
+    loosely.)  The type is everything after the first ``-``, so ``B-geo-nam``
+    has type ``geo-nam``.
+
+``"strict"`` (seqeval ``mode="strict", scheme=IOB2``)
+    An entity is exactly ``B-x`` followed by zero or more ``I-x``.  An ``I-x``
+    that does not continue a ``B-x``/``I-x`` of its type belongs to no entity
+    (it is an invalid span and counts as nothing, neither hit nor miss).  Any
+    tag other than ``B-x``/``I-x`` (``O``, ``E-x``, ``S-x``, malformed tags) is
+    treated as outside.
+
+Token-level scores follow ``sklearn.metrics.precision_recall_fscore_support``
+with ``zero_division=0``: every zero division yields ``0.0``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "entity_spans",
+    "entity_scores",
+    "token_scores",
+    "seed_batch_macro_f1",
+    "confusion_matrix",
+    "evaluate_tags",
+    "format_report",
+]
+
+MODES = ("conll", "strict")
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+@lru_cache(maxsize=4096)
+def _parse(tag: str) -> tuple[str, str]:
+    """Return ``(prefix, type)``; ``("O", "")`` for anything that is not ``P-type``."""
+    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BIES":
+        return tag[0], tag[2:]
+    return "O", ""
+
+
+def _check_pair(gold, pred) -> None:
+    """Raise ValueError unless gold and pred are parallel lists of tag sequences."""
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} sentences but pred has {len(pred)}")
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        if isinstance(g, str) or isinstance(p, str):
+            raise ValueError(
+                f"sentence {i}: expected a sequence of tags, got a string "
+                "(pass a list of sentences, each a list of tags)"
+            )
+        if len(g) != len(p):
+            raise ValueError(f"sentence {i}: gold has {len(g)} tags but pred has {len(p)}")
+
+
+def _safe_div(num: float, den: float) -> float:
+    return float(num) / float(den) if den else 0.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    s = precision + recall
+    return 2.0 * precision * recall / s if s else 0.0
+
+
+def _prf(n_correct: int, n_pred: int, n_gold: int) -> dict:
+    p = _safe_div(n_correct, n_pred)
+    r = _safe_div(n_correct, n_gold)
+    return {"precision": p, "recall": r, "f1": _f1(p, r), "support": int(n_gold)}
+
+
+# ---------------------------------------------------------------------------
+# entities
+
+
+def entity_spans(tags: Sequence[str], mode: str = "conll") -> list[tuple[str, int, int]]:
+    """Entities of one sentence as ``(type, start, end)``, ``end`` exclusive.
+
+    ``mode="conll"``: conlleval / seqeval default semantics (an ``I-x`` after
+    ``O`` or after another type starts a new entity; ``E-``/``S-`` prefixes are
+    honoured as in seqeval; malformed tags count as ``O``).
+    ``mode="strict"``: strict IOB2 (``B-x I-x*`` only; stray ``I-x`` is ignored).
+    See the module docstring for the full rules.
+    """
+    if mode == "conll":
+        return _spans_conll(tags)
+    if mode == "strict":
+        return _spans_strict(tags)
+    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def _spans_conll(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    spans = []
+    open_type = None  # type of the chunk that may still be continued
+    start = 0
+    for i, tag in enumerate(tags):
+        prefix, typ = _parse(tag)
+        if prefix == "O":
+            if open_type is not None:
+                spans.append((open_type, start, i))
+                open_type = None
+            continue
+        if prefix in "IE" and open_type == typ:
+            # continues the open chunk
+            if prefix == "E":
+                spans.append((open_type, start, i + 1))
+                open_type = None
+            continue
+        # starts a new chunk (closing any open one)
+        if open_type is not None:
+            spans.append((open_type, start, i))
+        if prefix in "ES":  # a single-token chunk, closed at once
+            spans.append((typ, i, i + 1))
+            open_type = None
+        else:  # B, or an I that could not continue
+            open_type, start = typ, i
+    if open_type is not None:
+        spans.append((open_type, start, len(tags)))
+    return spans
+
+
+def _spans_strict(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    spans = []
+    open_type = None
+    start = 0
+    for i, tag in enumerate(tags):
+        prefix, typ = _parse(tag)
+        if prefix == "I" and open_type == typ:
+            continue
+        if open_type is not None:
+            spans.append((open_type, start, i))
+            open_type = None
+        if prefix == "B":
+            open_type, start = typ, i
+    if open_type is not None:
+        spans.append((open_type, start, len(tags)))
+    return spans
+
+
+def _entity_set(sentences, mode: str) -> set[tuple[int, str, int, int]]:
+    out = set()
+    for s, tags in enumerate(sentences):
+        for typ, a, b in entity_spans(tags, mode):
+            out.add((s, typ, a, b))
+    return out
+
+
+def entity_scores(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conll"
+) -> dict:
+    """Micro-averaged entity precision/recall/F1 (exact span and type match).
+
+    Returns ``{'precision', 'recall', 'f1', 'support', 'n_pred', 'n_correct',
+    'per_type': {type: {'precision', 'recall', 'f1', 'support'}}}`` where
+    ``support`` counts gold entities; ``per_type`` covers every type seen in
+    gold or prediction, sorted by name.  Zero divisions give 0.0.
+    """
+    _check_pair(gold, pred)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    g = _entity_set(gold, mode)
+    p = _entity_set(pred, mode)
+    hit = g & p
+    n_gold = Counter(e[1] for e in g)
+    n_pred = Counter(e[1] for e in p)
+    n_hit = Counter(e[1] for e in hit)
+    out = _prf(len(hit), len(p), len(g))
+    out["n_pred"] = len(p)
+    out["n_correct"] = len(hit)
+    out["per_type"] = {
+        t: _prf(n_hit[t], n_pred[t], n_gold[t]) for t in sorted(set(n_gold) | set(n_pred))
+    }
+    return out
+
+
+# ---------------------------------------------------------------------------
+# tokens
+
+
+def _index_tokens(gold, pred, labels: Sequence[str]):
+    """Flattened gold/pred as int arrays; tags outside ``labels`` map to ``len(labels)``."""
+    index = {t: i for i, t in enumerate(labels)}
+    other = len(labels)
+    g = np.fromiter((index.get(t, other) for s in gold for t in s), dtype=np.int64)
+    p = np.fromiter((index.get(t, other) for s in pred for t in s), dtype=np.int64)
+    return g, p
+
+
+def _full_matrix(gold, pred, labels: Sequence[str]) -> np.ndarray:
+    """(n+1) x (n+1) counts; the last row/column gathers tags outside ``labels``."""
+    labels = list(labels)
+    if len(set(labels)) != len(labels):
+        raise ValueError("labels contains duplicates")
+    g, p = _index_tokens(gold, pred, labels)
+    k = len(labels) + 1
+    return np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+
+
+def confusion_matrix(gold, pred, labels: Sequence[str]) -> list[list[int]]:
+    """Token confusion matrix, rows gold and columns prediction, in ``labels`` order.
+
+    Tokens whose gold or predicted tag is not in ``labels`` are left out (as
+    ``sklearn.metrics.confusion_matrix(labels=...)`` does).
+    """
+    _check_pair(gold, pred)
+    m = _full_matrix(gold, pred, labels)
+    n = len(labels)
+    return [[int(x) for x in row[:n]] for row in m[:n]]
+
+
+def token_scores(gold, pred, labels: Sequence[str]) -> dict:
+    """Token-level scores for the tags in ``labels``.
+
+    Returns ``{'per_tag': {tag: {'precision','recall','f1','support'}},
+    'macro_f1', 'accuracy'}``.  Precision/recall count every token (also those
+    whose other side is a tag outside ``labels``), as sklearn does; ``macro_f1``
+    is the plain mean of F1 over *all* ``labels``, including tags never seen
+    (F1 0), i.e. ``f1_score(labels=labels, average='macro', zero_division=0)``.
+    ``accuracy`` is the share of tokens whose predicted tag equals the gold tag.
+    """
+    _check_pair(gold, pred)
+    labels = list(labels)
+    m = _full_matrix(gold, pred, labels)
+    n = len(labels)
+    tp = np.diag(m)[:n]
+    n_pred = m.sum(axis=0)[:n]
+    n_gold = m.sum(axis=1)[:n]
+    per_tag = {}
+    f1s = []
+    for i, tag in enumerate(labels):
+        # F1 as 2tp / (2tp + fp + fn), like sklearn >= 1.3 (0 when undefined)
+        f1 = _safe_div(2 * tp[i], n_pred[i] + n_gold[i])
+        per_tag[tag] = {
+            "precision": _safe_div(tp[i], n_pred[i]),
+            "recall": _safe_div(tp[i], n_gold[i]),
+            "f1": f1,
+            "support": int(n_gold[i]),
+        }
+        f1s.append(f1)
+    n_tokens = int(m.sum())
+    n_same = sum(1 for gs, ps in zip(gold, pred) for a, b in zip(gs, ps) if a == b)
+    return {
+        "per_tag": per_tag,
+        "macro_f1": float(sum(f1s) / len(f1s)) if f1s else 0.0,
+        "accuracy": _safe_div(n_same, n_tokens),
+    }
+
+
+def _macro_f1_present(gold_tokens: list[str], pred_tokens: list[str]) -> float:
+    """Macro F1 over the tags present in gold or prediction (zero_division=0)."""
+    tp: Counter = Counter()
+    ng = Counter(gold_tokens)
+    npred = Counter(pred_tokens)
+    for a, b in zip(gold_tokens, pred_tokens):
+        if a == b:
+            tp[a] += 1
+    classes = set(ng) | set(npred)
+    return sum(_safe_div(2 * tp[c], ng[c] + npred[c]) for c in classes) / len(classes)
+
+
+def seed_batch_macro_f1(gold, pred, batch_size: int = 8) -> float:
+    """The original notebook's figure: mean over batches of per-batch token macro-F1.
+
+    Sentences are cut into consecutive batches of ``batch_size`` in the given
+    order (the last, partial batch counts as a batch).  In each batch the tokens
+    are flattened and macro-F1 is taken over the tags present in that batch's
+    gold or prediction (= sklearn ``f1_score(y_true, y_pred, average='macro',
+    zero_division=0)``); the result is the plain mean over batches.  A batch
+    with no tokens at all (only empty sentences) is skipped, since the figure is
+    undefined there; 0.0 when no batch has tokens.
+    """
+    _check_pair(gold, pred)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    scores = []
+    for b in range(0, len(gold), batch_size):
+        g = [t for s in gold[b : b + batch_size] for t in s]
+        p = [t for s in pred[b : b + batch_size] for t in s]
+        if g:
+            scores.append(_macro_f1_present(g, p))
+    return float(sum(scores) / len(scores)) if scores else 0.0
+
+
+# ---------------------------------------------------------------------------
+# everything at once
+
+
+def evaluate_tags(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: Sequence[str]
+) -> dict:
+    """All figures for one gold/prediction pair, as a JSON-serialisable dict.
+
+    Keys: ``entity_precision``, ``entity_recall``, ``entity_f1``,
+    ``entity_support``, ``entity_n_pred`` (conll mode); the same with a
+    ``_strict`` suffix (strict IOB2); ``token_macro_f1``, ``token_accuracy``,
+    ``seed_batch_macro_f1``, ``n_sentences``, ``n_tokens``; ``per_type``
+    ({type: precision, recall, f1, support (conll) plus precision_strict,
+    recall_strict, f1_strict}); ``per_tag`` (token scores for ``labels``).
+    """
+    _check_pair(gold, pred)
+    conll = entity_scores(gold, pred, "conll")
+    strict = entity_scores(gold, pred, "strict")
+    tok = token_scores(gold, pred, labels)
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    per_type = {}
+    for t in sorted(set(conll["per_type"]) | set(strict["per_type"])):
+        c = conll["per_type"].get(t, zero)
+        s = strict["per_type"].get(t, zero)
+        per_type[t] = {
+            "precision": c["precision"],
+            "recall": c["recall"],
+            "f1": c["f1"],
+            "support": c["support"],
+            "precision_strict": s["precision"],
+            "recall_strict": s["recall"],
+            "f1_strict": s["f1"],
+        }
+    return {
+        "entity_precision": conll["precision"],
+        "entity_recall": conll["recall"],
+        "entity_f1": conll["f1"],
+        "entity_support": conll["support"],
+        "entity_n_pred": conll["n_pred"],
+        "entity_precision_strict": strict["precision"],
+        "entity_recall_strict": strict["recall"],
+        "entity_f1_strict": strict["f1"],
+        "entity_n_pred_strict": strict["n_pred"],
+        "token_macro_f1": tok["macro_f1"],
+        "token_accuracy": tok["accuracy"],
+        "seed_batch_macro_f1": seed_batch_macro_f1(gold, pred),
+        "n_sentences": len(gold),
+        "n_tokens": sum(len(s) for s in gold),
+        "per_type": per_type,
+        "per_tag": tok["per_tag"],
+    }
+
+
+def _table(title: str, key_name: str, rows: dict, columns: list[tuple[str, str]]) -> list[str]:
+    """Aligned text table; ``columns`` are (dict key, header)."""
+    if not rows:
+        return [f"{title}: (none)"]
+    width = max(len(key_name), *(len(str(k)) for k in rows))
+    col_w = [max(9, len(h)) for _, h in columns]
+    head = f"{key_name:<{width}}" + "".join(f"  {h:>{w}}" for (_, h), w in zip(columns, col_w))
+    lines = [title, head, "-" * len(head)]
+    for name, row in rows.items():
+        cells = []
+        for (k, _), w in zip(columns, col_w):
+            v = row.get(k, "")
+            if isinstance(v, int):
+                cells.append(f"  {v:>{w}d}")
+            elif isinstance(v, float):
+                cells.append(f"  {v:>{w}.4f}")
+            else:
+                cells.append(f"  {str(v):>{w}}")
+        lines.append(f"{str(name):<{width}}" + "".join(cells))
+    return lines
+
+
+def format_report(metrics: dict) -> str:
+    """A readable multi-line report of :func:`evaluate_tags` output."""
+    m = metrics
+    lines = [
+        f"sentences: {m.get('n_sentences', 0)}   tokens: {m.get('n_tokens', 0)}"
+        f"   gold entities: {m.get('entity_support', 0)}",
+        "",
+        f"{'':<22}{'precision':>10}{'recall':>10}{'F1':>10}",
+        f"{'entities (conll)':<22}{m['entity_precision']:>10.4f}"
+        f"{m['entity_recall']:>10.4f}{m['entity_f1']:>10.4f}",
+        f"{'entities (strict)':<22}{m['entity_precision_strict']:>10.4f}"
+        f"{m['entity_recall_strict']:>10.4f}{m['entity_f1_strict']:>10.4f}",
+        "",
+        f"{'token accuracy':<22}{m['token_accuracy']:>10.4f}",
+        f"{'token macro-F1':<22}{m['token_macro_f1']:>10.4f}",
+        f"{'seed batch macro-F1':<22}{m['seed_batch_macro_f1']:>10.4f}",
+        "",
+    ]
+    type_cols = [("precision", "precision"), ("recall", "recall"), ("f1", "F1")]
+    if any("f1_strict" in r for r in m.get("per_type", {}).values()):
+        type_cols.append(("f1_strict", "F1 strict"))
+    type_cols.append(("support", "support"))
+    lines += _table("Per entity type (conll):", "type", m.get("per_type", {}), type_cols)
+    lines.append("")
+    tag_cols = [("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("support", "support")]
+    lines += _table("Per tag (tokens):", "tag", m.get("per_tag", {}), tag_cols)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,168 @@
+"""Inference, once: the batched tagging loop, and the ``Tagger`` users load and call."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from nerbilstm.config import ModelConfig, from_dict
+from nerbilstm.data.batching import Encoded, collate, encode, length_buckets
+from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
+from nerbilstm.data.vocab import Vocab
+from nerbilstm.errors import ModelFileError
+from nerbilstm.io import read_config, read_weights
+from nerbilstm.metrics import entity_spans
+from nerbilstm.model.tagger import BiLSTMTagger
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+
+
+@dataclass
+class TaggedSentence:
+    """Decoder output for one sentence: tag ids (n,), path score, marginals (n, K) or None."""
+
+    tag_ids: list[int]
+    score: float
+    marginals: np.ndarray | None = None
+
+
+@torch.inference_mode()
+def tag_encoded(model: BiLSTMTagger, items: Sequence[Encoded], pretrained=None, batch_size: int = 256,
+                with_marginals: bool = False) -> list[TaggedSentence]:
+    """Tag encoded sentences in length-bucketed batches; results come back in input order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    results: list[TaggedSentence | None] = [None] * len(items)
+    nonempty = [i for i, e in enumerate(items) if e.words]
+    for i, e in enumerate(items):
+        if not e.words:
+            results[i] = TaggedSentence([], 0.0, np.zeros((0, len(model.labels)), np.float32) if with_marginals else None)
+    for bucket in length_buckets([len(items[i].words) for i in nonempty], batch_size, shuffle=False):
+        index = [nonempty[j] for j in bucket]
+        batch = collate([items[i] for i in index], pretrained).to(device)
+        tags, scores, marginals = model.decode(batch, with_marginals)
+        tags, scores = tags.cpu().numpy(), scores.float().cpu().numpy()
+        marg = marginals.float().cpu().numpy() if marginals is not None else None
+        for row, i in enumerate(index):
+            n = len(items[i].words)
+            results[i] = TaggedSentence(tags[row, :n].tolist(), float(scores[row]),
+                                        None if marg is None else marg[row, :n])
+    model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def build_model(config: dict) -> tuple[BiLSTMTagger, Vocab]:
+    """An untrained tagger with the architecture and vocabulary a config.json describes."""
+    try:
+        vocab = Vocab.from_dict(config["vocab"])
+        model_config = from_dict(ModelConfig, config["model"])
+        model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"config.json does not describe a model: {err}", path=config.get("_path")) from None
+    return model, vocab
+
+
+class Tagger:
+    """A trained model ready to tag text.
+
+    >>> tagger = Tagger.load()            # the shipped default model
+    >>> tagger("Angela Merkel visited Paris.")["entities"]
+    """
+
+    def __init__(self, model: BiLSTMTagger, vocab: Vocab, config: dict, pretrained=None, batch_size: int = 256):
+        self.model = model.eval()
+        self.vocab = vocab
+        self.config = config
+        self.pretrained = pretrained
+        self.batch_size = batch_size
+
+    @property
+    def labels(self) -> list[str]:
+        return self.vocab.labels
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, pretrained="auto", device: str = "cpu") -> "Tagger":
+        """Load a model directory (safetensors + JSON; never pickle). None: the shipped default model.
+
+        pretrained: "auto" loads the embedding table the model was trained with (so words never
+        seen in training still get their pretrained vectors), None skips it.
+        """
+        directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+        config = read_config(directory)
+        config["_path"] = str(directory / "config.json")
+        model, vocab = build_model(config)
+        state = read_weights(directory, config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            raise ModelFileError("weights do not match config.json: " + " ".join(s.strip() for s in first[:3]),
+                                 path=directory / "model.safetensors") from None
+        model.to(device)
+        if pretrained == "auto":
+            pretrained = None
+            source = config.get("embeddings", {}).get("source")
+            if source:
+                from nerbilstm.embeddings import load_embeddings
+
+                try:
+                    pretrained = load_embeddings(source)
+                except Exception:  # a table that moved away only costs unseen words their vectors
+                    pretrained = None
+        return cls(model, vocab, config, pretrained)
+
+    def tag_tokens(self, sentences: Sequence[Sequence[str]], with_marginals: bool = False) -> list[TaggedSentence]:
+        """Tag pre-tokenized sentences. -> one TaggedSentence per sentence."""
+        items = [encode(tokens, self.vocab) for tokens in sentences]
+        return tag_encoded(self.model, items, self.pretrained, self.batch_size, with_marginals)
+
+    def tags(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Tag names for pre-tokenized sentences."""
+        labels = self.vocab.labels
+        return [[labels[i] for i in r.tag_ids] for r in self.tag_tokens(sentences)]
+
+    def __call__(self, text: str | Sequence[str]):
+        """Tag raw text (a str -> dict) or a list of texts (-> list of dicts, tagged in batches).
+
+        Each dict: text, tokens [{text, start, end, tag, prob}], entities [{text, label, start,
+        end, score}], sentences [{start, end, score}] with character offsets into the text.
+        """
+        if isinstance(text, str):
+            return self.tag_texts([text])[0]
+        return self.tag_texts(list(text))
+
+    def tag_texts(self, texts: list[str]) -> list[dict]:
+        pieces: list[tuple[int, list[Token]]] = []
+        for k, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {k} is {type(text).__name__}, expected str")
+            for sentence in split_sentences(tokenize(text), text):
+                pieces.append((k, sentence))
+        tagged = self.tag_tokens([[t.text for t in s] for _, s in pieces], with_marginals=True)
+        out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
+        for (k, sentence), result in zip(pieces, tagged):
+            out[k]["sentences"].append(self._sentence_dict(texts[k], sentence, result, out[k]))
+        return out
+
+    def _sentence_dict(self, text: str, sentence: list[Token], result: TaggedSentence, doc: dict) -> dict:
+        labels = self.vocab.labels
+        tags = [labels[i] for i in result.tag_ids]
+        probs = result.marginals[np.arange(len(tags)), result.tag_ids] if len(tags) else []
+        for tok, tag, p in zip(sentence, tags, probs):
+            doc["tokens"].append({"text": tok.text, "start": tok.start, "end": tok.end, "tag": tag,
+                                  "prob": round(float(p), 4)})
+        for label, s, e in entity_spans(tags, mode="conll"):
+            start, end = sentence[s].start, sentence[e - 1].end
+            # Entity confidence: the least confident of its tokens' marginals.
+            score = float(min(probs[s:e])) if e > s else 0.0
+            doc["entities"].append({"text": text[start:end], "label": label, "start": start, "end": end,
+                                    "score": round(score, 4)})
+        score = result.score
+        return {"start": sentence[0].start if sentence else 0, "end": sentence[-1].end if sentence else 0,
+                "score": None if math.isnan(score) else round(score, 4)}
