@@ -36,7 +36,7 @@ class ModelConfig:
 class TrainConfig:
     """The training recipe; saved beside the model so a run can be repeated."""
 
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 32
     lr: float = 2e-3
     lr_decay: float = 0.9  # learning rate multiplied by this after every epoch

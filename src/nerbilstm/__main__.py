@@ -1,0 +1,5 @@
+import sys
+
+from nerbilstm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""End to end through the command line on a tiny made-up corpus: train, evaluate, predict."""
+
+import json
+
+import pytest
+from seqeval.metrics import f1_score
+
+from nerbilstm.cli import main
+from nerbilstm.data.readers import write_gmb_csv
+
+from synthetic import synthetic_sentences
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "tiny.csv"
+    write_gmb_csv(synthetic_sentences(300, seed=1), data)
+    out = root / "model"
+    rc = main(["train", "--data", str(data), "--out", str(out), "--epochs", "4", "--hidden-size", "16",
+               "--layers", "1", "--batch-size", "16", "--lr", "0.01", "--no-progress", "--seed", "7"])
+    assert rc == 0
+    return data, out
+
+
+def test_train_writes_model_directory(trained):
+    _, out = trained
+    assert (out / "model.safetensors").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["format_version"] == 1 and config["labels"][0] == "O"
+    assert config["data"]["train"]["sha256"]
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    assert len(lines) >= 1 and "dev_entity_f1" in json.loads(lines[0])
+    assert not list(out.glob("*.tmp"))
+
+
+def test_evaluate_json_matches_seqeval(trained, capsys):
+    data, out = trained
+    assert main(["evaluate", "--model", str(out), "--data", str(data), "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("entity_f1", "entity_precision", "entity_recall", "entity_f1_strict", "token_macro_f1",
+                "seed_batch_macro_f1", "per_type", "per_tag", "n_sentences", "n_tokens"):
+        assert key in report
+    assert report["n_sentences"] == 30
+    from nerbilstm.data.readers import read_corpus, split_canonical
+    from nerbilstm.predict import Tagger
+
+    _, _, test = split_canonical(read_corpus(data).sentences)
+    pred = Tagger.load(out).tags([s.tokens for s in test])
+    assert report["entity_f1"] == pytest.approx(f1_score([s.tags for s in test], pred))
+    assert report["entity_f1"] > 0.5  # the made-up entities are easy to learn
+
+
+def test_predict_formats(trained, capsys):
+    _, out = trained
+    text = "Mary Jones visited Tokyo on Friday."
+    assert main(["predict", "--model", str(out), "--output-format", "json", text]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for tok in doc["tokens"]:
+        assert text[tok["start"]:tok["end"]] == tok["text"]
+    for ent in doc["entities"]:
+        assert text[ent["start"]:ent["end"]] == ent["text"]
+        assert 0.0 <= ent["score"] <= 1.0
+    assert main(["predict", "--model", str(out), "--output-format", "conll", text]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0].split("\t")[0] == "Mary" and lines[-1] == "" and lines[-2] == ""
+
+
+def test_missing_corpus_is_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NERBILSTM_DATA", raising=False)
+    rc = main(["train", "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "NERBILSTM_DATA" in err
+    rc = main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path / "x.csv")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys):
+    for cmd in ("train", "evaluate", "predict"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert "examples:" in capsys.readouterr().out
