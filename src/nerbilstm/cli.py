@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll "
                               "--out runs/conll\n")
     _add_data_options(p)
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots into the model directory")
     p.add_argument("--dev-data", help="separate dev file (then --data is the training file)")
     p.add_argument("--test-data", help="separate test file, scored once at the end")
     p.add_argument("--out", required=True, help="model directory to write")
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "dev", "train", "all"), default="test",
                    help="canonical split of the file, or all of it (default: test)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plots", metavar="DIR", help="also write the tag confusion matrix as PNG into DIR")
 
     p = sub.add_parser("predict", help="tag text", formatter_class=_formatter,
                        description="Tag raw text (tokenized like GMB) or a CoNLL file's tokens.",
@@ -107,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252)")
     p.add_argument("--output-format", choices=("inline", "conll", "json"), default="inline")
     p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("serve", help="serve a model over HTTP: JSON API and web page", formatter_class=_formatter,
+                       description="Serve a model over HTTP: POST /api/tag, GET /api/model, GET /healthz, "
+                                   "a web page at / and API docs at /docs. Needs the serve extra "
+                                   "(pip install 'nerbilstm[serve]').",
+                       epilog="examples:\n"
+                              "  nerbilstm serve                        # the shipped model on http://127.0.0.1:8000/\n"
+                              "  nerbilstm serve --model runs/crf --port 8080\n"
+                              "  curl -s http://127.0.0.1:8000/api/tag -H 'Content-Type: application/json' "
+                              "-d '{\"text\": \"Obama visited Paris.\"}'\n")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    p.add_argument("--max-body-bytes", type=int, default=100_000,
+                   help="larger request bodies get 413 (default: 100000)")
     return parser
 
 
@@ -115,7 +132,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command](args)
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                "serve": cmd_serve}[args.command](args)
     except NerError as err:
         print(f"nerbilstm {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -141,7 +159,8 @@ def cmd_train(args) -> int:
     logging.getLogger("nerbilstm").info("sentences: %d train, %d dev, %d test",
                                         len(data.train), len(data.dev), len(data.test))
     metrics = train(data.train, data.dev, model_config, train_config, args.out, test_sents=data.test,
-                    init_from=args.init_from, data_info=data.info, progress=False if args.no_progress else None)
+                    init_from=args.init_from, data_info=data.info, progress=False if args.no_progress else None,
+                    plots=not args.no_plots)
     from nerbilstm.metrics import format_report
 
     for split in ("dev", "test"):
@@ -162,8 +181,14 @@ def cmd_evaluate(args) -> int:
     sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
                                    args.max_sentences)
     _log_notes({"data": info})
-    metrics = evaluate_tagger(tagger, sentences)
+    metrics, pred = evaluate_tagger(tagger, sentences, return_predictions=True)
     metrics["split"] = args.split
+    if args.plots:
+        from nerbilstm.evaluate import label_set
+        from nerbilstm.plots import write_run_plots
+
+        gold = [s.tags for s in sentences]
+        write_run_plots(args.plots, tagger.config.get("history"), gold, pred, label_set(tagger.labels, gold))
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -190,6 +215,15 @@ def cmd_predict(args) -> int:
             texts += _read_lines(args.input, args.encoding)
         docs = tagger(texts)
     sys.stdout.write(_render(docs, args.output_format))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        from nerbilstm.serve.app import serve
+    except ImportError as err:
+        raise NerError(f"serving needs the serve extra ({err}): pip install 'nerbilstm[serve]'") from None
+    serve(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
     return 0
 
 

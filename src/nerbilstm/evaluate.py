@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from nerbilstm.metrics import evaluate_tags, format_report  # noqa: F401  (format_report re-exported)
+from nerbilstm.metrics import evaluate_tags
 
 
 def label_set(model_labels: Sequence[str], gold: Sequence[Sequence[str]]) -> list[str]:
@@ -13,15 +13,21 @@ def label_set(model_labels: Sequence[str], gold: Sequence[Sequence[str]]) -> lis
     return list(model_labels) + extra
 
 
-def evaluate_tagger(tagger, sentences) -> dict:
+def score_predictions(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], model_labels: Sequence[str]) -> dict:
+    """metrics.evaluate_tags over the model's labels, plus ``unseen_gold_tags`` (gold tags the
+    model cannot predict: a dev/test tag never seen in training)."""
+    labels = label_set(model_labels, gold)
+    metrics = evaluate_tags(gold, pred, labels)
+    metrics["unseen_gold_tags"] = labels[len(model_labels):]
+    return metrics
+
+
+def evaluate_tagger(tagger, sentences, return_predictions: bool = False):
     """Tag the sentences' tokens with ``tagger`` and score them against their gold tags.
 
-    sentences: objects with ``tokens`` and ``tags`` lists. -> the dict of metrics.evaluate_tags,
-    plus ``unseen_gold_tags`` (gold tags the model cannot predict).
+    sentences: objects with ``tokens`` and ``tags``. -> metrics dict, or (metrics, predicted tags).
     """
     gold = [s.tags for s in sentences]
     pred = tagger.tags([s.tokens for s in sentences])
-    labels = label_set(tagger.labels, gold)
-    metrics = evaluate_tags(gold, pred, labels)
-    metrics["unseen_gold_tags"] = labels[len(tagger.labels):]
-    return metrics
+    metrics = score_predictions(gold, pred, tagger.labels)
+    return (metrics, pred) if return_predictions else metrics

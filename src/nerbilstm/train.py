@@ -21,7 +21,7 @@ from nerbilstm.config import ModelConfig, TrainConfig
 from nerbilstm.data.batching import collate, encode, length_buckets
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import DataError
-from nerbilstm.evaluate import evaluate_tagger
+from nerbilstm.evaluate import evaluate_tagger, label_set
 from nerbilstm.io import atomic_write_json, save_model_dir
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.predict import Tagger
@@ -67,12 +67,13 @@ def check_labels(sentences, vocab: Vocab, name: str) -> None:
 
 def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
           test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
-          progress: bool | None = None) -> dict:
+          progress: bool | None = None, plots: bool = True) -> dict:
     """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
 
     Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict
     (dev, and test when test sentences are given). Per-epoch metrics are appended as JSON
-    lines to ``out_dir/train_log.jsonl``.
+    lines to ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag
+    distribution) are written there as PNG unless ``plots`` is False.
     """
     from nerbilstm.embeddings import load_embeddings
 
@@ -166,8 +167,9 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     model.load_state_dict(best_state)
 
     metrics = {"best_epoch": best_epoch, "epochs_run": len(history), "train_wall_seconds": round(wall, 1)}
+    dev_pred = None
     if dev_sents:
-        metrics["dev"] = evaluate_tagger(tagger, dev_sents)
+        metrics["dev"], dev_pred = evaluate_tagger(tagger, dev_sents, return_predictions=True)
     if test_sents:
         metrics["test"] = evaluate_tagger(tagger, test_sents)
     config = {
@@ -183,6 +185,12 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     }
     save_model_dir(out_dir, model.state_dict(), config)
     atomic_write_json(out_dir / "metrics.json", metrics)
+    if plots:
+        from nerbilstm.plots import write_run_plots
+
+        dev_gold = [s.tags for s in dev_sents] if dev_sents else None
+        write_run_plots(out_dir, history, dev_gold, dev_pred, label_set(vocab.labels, dev_gold or []),
+                        [s.tags for s in train_sents])
     return metrics
 
 
