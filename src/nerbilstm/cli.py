@@ -69,13 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nerbilstm train --data ner_dataset.csv --decoder softmax --out runs/softmax\n"
                               "  nerbilstm train --data ner_dataset.csv --decoder crf --init-from runs/softmax "
                               "--out runs/softmax+crf\n"
+                              "  nerbilstm train --resume runs/crf      # after a crash or Ctrl+C\n"
                               "  nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll "
                               "--out runs/conll\n")
     _add_data_options(p)
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots into the model directory")
     p.add_argument("--dev-data", help="separate dev file (then --data is the training file)")
     p.add_argument("--test-data", help="separate test file, scored once at the end")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--out", help="model directory to write")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run whose --out was DIR")
     p.add_argument("--init-from", metavar="MODEL_DIR", help="start from a trained model's weights and vocabulary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(p, ModelConfig, skip=("word_dim",))
@@ -135,6 +137,11 @@ def main(argv=None) -> int:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "serve": cmd_serve}[args.command](args)
     except NerError as err:
+        from nerbilstm.train import TrainingInterrupted
+
+        if isinstance(err, TrainingInterrupted):
+            print(f"nerbilstm {args.command}: {err}", file=sys.stderr)
+            return 130
         print(f"nerbilstm {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -153,6 +160,11 @@ def cmd_train(args) -> int:
         model_config.validate()
     except ValueError as err:
         raise NerError(str(err)) from None
+    if args.resume:
+        args.out = args.resume
+        args.data = args.data or _checkpoint_data_path(args.resume)
+    if not args.out:
+        raise NerError("--out DIR is required (or --resume DIR)")
     data = load_dataset(args.data, args.dev_data, args.test_data, args.format, args.encoding, args.tag_column,
                         args.max_sentences)
     _log_notes(data.info)
@@ -160,7 +172,7 @@ def cmd_train(args) -> int:
                                         len(data.train), len(data.dev), len(data.test))
     metrics = train(data.train, data.dev, model_config, train_config, args.out, test_sents=data.test,
                     init_from=args.init_from, data_info=data.info, progress=False if args.no_progress else None,
-                    plots=not args.no_plots)
+                    plots=not args.no_plots, resume=bool(args.resume))
     from nerbilstm.metrics import format_report
 
     for split in ("dev", "test"):
@@ -169,6 +181,16 @@ def cmd_train(args) -> int:
     print(f"model written to {args.out} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
           f"{metrics['train_wall_seconds']:.0f} s)")
     return 0
+
+
+def _checkpoint_data_path(out_dir: str) -> str | None:
+    from nerbilstm.checkpoint import CHECKPOINT_DIR, STATE_JSON
+
+    path = Path(out_dir) / CHECKPOINT_DIR / STATE_JSON
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["data"]["train"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def cmd_evaluate(args) -> int:

@@ -49,7 +49,7 @@ class TrainConfig:
     min_word_count: int = 1
     max_sentences: int | None = None
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
-    average_last: int = 0  # average the weights of the best and the N-1 previous epochs (0: off)
+    checkpoint_every: int = 0  # also write a checkpoint every N batches (0: after every epoch only)
 
 
 def from_dict(cls, data: dict):

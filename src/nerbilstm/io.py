@@ -118,11 +118,11 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def read_weights(directory: str | Path, config: dict) -> dict[str, torch.Tensor]:
+def read_weights(directory: str | Path, config: dict, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
     """Read ``model.safetensors``, after checking it is the file the config was written with."""
-    path = Path(directory) / WEIGHTS
+    path = Path(directory) / name
     if not path.is_file():
-        raise ModelFileError(f"missing {WEIGHTS}", path=directory)
+        raise ModelFileError(f"missing {name}", path=directory)
     expected = config.get("weights_sha256")
     if expected and sha256_file(path) != expected:
         raise ModelFileError("checksum differs from the one in config.json: the file is truncated, "

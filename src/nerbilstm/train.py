@@ -1,4 +1,10 @@
-"""The training loop, once: used by both decoders, by --init-from and by distributed runs."""
+"""The training loop, once: used by both decoders, by --init-from, --resume and distributed runs.
+
+The recipe: Adam with gradient clipping and a per-epoch learning-rate decay, dev evaluation
+after every epoch, the best epoch by dev entity F1 kept, early stopping with patience. A
+checkpoint is written atomically after every epoch (and every N batches if asked), so a killed
+run continues with ``resume=True`` and ends with the same weights as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -17,10 +23,12 @@ import numpy as np
 import torch
 
 from nerbilstm import __version__
-from nerbilstm.config import ModelConfig, TrainConfig
+from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, restore_optimizer,
+                                  save_checkpoint, set_rng_state)
+from nerbilstm.config import ModelConfig, TrainConfig, from_dict
 from nerbilstm.data.batching import collate, encode, length_buckets
 from nerbilstm.data.vocab import Vocab
-from nerbilstm.errors import DataError
+from nerbilstm.errors import DataError, NerError
 from nerbilstm.evaluate import evaluate_tagger, label_set
 from nerbilstm.io import atomic_write_json, save_model_dir
 from nerbilstm.model.tagger import BiLSTMTagger
@@ -29,6 +37,24 @@ from nerbilstm.predict import Tagger
 log = logging.getLogger("nerbilstm.train")
 
 HEADLINE = ("entity_f1", "entity_f1_strict", "token_macro_f1", "seed_batch_macro_f1")
+
+
+class TrainingInterrupted(NerError):
+    """Training stopped by the user; a checkpoint was saved to resume from."""
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint. ``step`` counts finished batches of ``epoch``."""
+
+    epoch: int = 1
+    step: int = 0
+    epoch_loss: float = 0.0
+    epoch_tokens: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+    history: list = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -65,131 +91,174 @@ def check_labels(sentences, vocab: Vocab, name: str) -> None:
                                 f"({', '.join(vocab.labels)})", path=getattr(s, "path", None), line=s.line or None)
 
 
-def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
-          test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
-          progress: bool | None = None, plots: bool = True) -> dict:
-    """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
-
-    Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict
-    (dev, and test when test sentences are given). Per-epoch metrics are appended as JSON
-    lines to ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag
-    distribution) are written there as PNG unless ``plots`` is False.
-    """
-    from nerbilstm.embeddings import load_embeddings
-
-    cfg = train_config
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    if not train_sents:
-        raise DataError("no training sentences")
-
-    pretrained = load_embeddings(cfg.embeddings)
+def build_tagger(train_sents, model_config: ModelConfig, cfg: TrainConfig, pretrained,
+                 init_from: str | Path | None) -> tuple[BiLSTMTagger, Vocab, ModelConfig]:
+    """A fresh model (vocabulary from the training data, word table from the pretrained vectors),
+    or one that starts from a trained model's weights and vocabulary (``init_from``)."""
     if init_from is not None:
         base = Tagger.load(init_from, pretrained=None)
         vocab = base.vocab
-        arch = dict(asdict(base.model.config), decoder=model_config.decoder, lstm_backend=model_config.lstm_backend,
-                    constrained=model_config.constrained)
-        model_config = ModelConfig(**arch)
+        model_config = ModelConfig(**dict(asdict(base.model.config), decoder=model_config.decoder,
+                                          lstm_backend=model_config.lstm_backend,
+                                          constrained=model_config.constrained))
         check_labels(train_sents, vocab, "training")
         model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
-        missing, unexpected = model.load_state_dict(base.model.state_dict(), strict=False)
+        missing, _ = model.load_state_dict(base.model.state_dict(), strict=False)
         log.info("initialised from %s (new: %s)", init_from, ", ".join(missing) or "nothing")
-    else:
-        vocab = Vocab.build((s.tokens for s in train_sents), (s.tags for s in train_sents), cfg.min_word_count)
-        model_config.word_dim = pretrained.dim
+        return model, vocab, model_config
+    vocab = Vocab.build((s.tokens for s in train_sents), (s.tags for s in train_sents), cfg.min_word_count)
+    model_config.word_dim = pretrained.dim
+    model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
+    n_found = init_word_vectors(model, vocab, pretrained, cfg.seed)
+    log.info("vocabulary: %d words (%d with pretrained vectors), %d chars, %d labels",
+             len(vocab.words) - 2, n_found, len(vocab.chars) - 2, len(vocab.labels))
+    return model, vocab, model_config
+
+
+def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
+          test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
+          progress: bool | None = None, plots: bool = True, resume: bool = False) -> dict:
+    """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
+
+    Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict (dev,
+    and test when test sentences are given). Per-epoch metrics are appended as JSON lines to
+    ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag distribution)
+    are written there as PNG unless ``plots`` is False. ``resume`` continues from
+    ``out_dir/checkpoint`` (same data required); the configs then come from the checkpoint.
+    """
+    from nerbilstm.embeddings import load_embeddings
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not train_sents:
+        raise DataError("no training sentences")
+    ckpt_state, ckpt_tensors = read_checkpoint(out_dir) if resume else (None, None)
+    if ckpt_state is not None:
+        if data_info and ckpt_state.get("data", {}).get("train", {}).get("sha256") != \
+                data_info.get("train", {}).get("sha256"):
+            raise DataError("the training data differs from the data of the run being resumed", path=out_dir)
+        model_config = from_dict(ModelConfig, ckpt_state["model"])
+        train_config = from_dict(TrainConfig, ckpt_state["training"])
+    cfg = train_config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    pretrained = load_embeddings(cfg.embeddings)
+    if ckpt_state is not None:
+        vocab = Vocab.from_dict(ckpt_state["vocab"])
         model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
-        n_found = init_word_vectors(model, vocab, pretrained, cfg.seed)
-        log.info("vocabulary: %d words (%d with pretrained vectors), %d chars, %d labels",
-                 len(vocab.words) - 2, n_found, len(vocab.chars) - 2, len(vocab.labels))
+    else:
+        model, vocab, model_config = build_tagger(train_sents, model_config, cfg, pretrained, init_from)
     model.class_weights.copy_(class_weights([s.tags for s in train_sents], vocab.labels))
 
     encoded = [encode(s.tokens, vocab, s.tags) for s in train_sents]
     lengths = [len(e.words) for e in encoded]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    state, best_state = Progress(), None
+    if ckpt_state is not None:
+        model.load_state_dict(prefixed(ckpt_tensors, "model."))
+        best = prefixed(ckpt_tensors, "best.")
+        best_state = best or None
+        restore_optimizer(optimizer, ckpt_state, ckpt_tensors)
+        scheduler.load_state_dict(ckpt_state["scheduler"])
+        state = Progress(**ckpt_state["progress"])
+        set_rng_state(ckpt_state["rng"], ckpt_tensors["rng.torch"])
+        log.info("resuming at epoch %d, batch %d", state.epoch, state.step)
+
     tagger = Tagger(model, vocab, {}, pretrained)
     log_path = out_dir / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
+    if ckpt_state is None:
+        log_path.unlink(missing_ok=True)
     show_bar = sys.stderr.isatty() if progress is None else progress
+    run_config = {"model": asdict(model_config), "training": asdict(cfg), "vocab": vocab.to_dict(),
+                  "data": data_info or {}}
 
-    best_f1, best_state, best_epoch, history, stale = -1.0, None, 0, [], 0
+    def checkpoint() -> None:
+        save_checkpoint(out_dir, model, optimizer, best_state,
+                        dict(run_config, progress=asdict(state), scheduler=scheduler.state_dict()))
+
     start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    while state.epoch <= cfg.epochs and state.stale < cfg.patience:
         epoch_start = time.perf_counter()
         model.train()
-        batches = length_buckets(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)
-        total_loss, total_tokens, seen = 0.0, 0, 0
-        bar = _progress(len(batches), f"epoch {epoch}/{cfg.epochs}", show_bar)
-        for index in batches:
-            batch = collate([encoded[i] for i in index])
-            loss = model.loss(batch, cfg.word_dropout).sum() / len(index)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-            total_loss += loss.item() * len(index)
-            total_tokens += int(batch.mask.sum())
-            seen += len(index)
+        batches = length_buckets(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
+        bar = _progress(len(batches), f"epoch {state.epoch}/{cfg.epochs}", show_bar, initial=state.step)
+        tokens_here = 0
+        try:
+            for index in batches[state.step:]:
+                batch = collate([encoded[i] for i in index])
+                loss = model.loss(batch, cfg.word_dropout).sum() / len(index)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                optimizer.step()
+                n_tokens = int(batch.mask.sum())
+                state.epoch_loss += loss.item() * len(index)
+                state.epoch_tokens += n_tokens
+                state.step += 1
+                tokens_here += n_tokens
+                if bar is not None:
+                    bar.set_postfix(loss=f"{state.epoch_loss / (state.step * cfg.batch_size):.3f}",
+                                    tok_s=f"{tokens_here / (time.perf_counter() - epoch_start):.0f}", refresh=False)
+                    bar.update()
+                if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                    checkpoint()
+        except KeyboardInterrupt:
             if bar is not None:
-                elapsed = time.perf_counter() - epoch_start
-                bar.set_postfix(loss=f"{total_loss / seen:.3f}",
-                                tok_s=f"{total_tokens / elapsed:.0f}", refresh=False)
-                bar.update()
+                bar.close()
+            checkpoint()
+            raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, batch {state.step}; checkpoint "
+                                      f"saved: continue with --resume", path=out_dir) from None
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - epoch_start
         scheduler.step()
         dev = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
-        record = {"epoch": epoch, "train_loss": total_loss / len(encoded), "lr": optimizer.param_groups[0]["lr"],
-                  "train_seconds": round(train_seconds, 2), "tokens_per_s": round(total_tokens / train_seconds, 1),
+        record = {"epoch": state.epoch, "train_loss": state.epoch_loss / len(encoded),
+                  "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2),
+                  "tokens_per_s": round(tokens_here / train_seconds, 1),
                   "elapsed_seconds": round(time.perf_counter() - start, 2)}
         record.update({f"dev_{k}": dev[k] for k in HEADLINE if k in dev})
-        history.append(record)
+        record["epoch_seconds"] = round(time.perf_counter() - epoch_start, 2)  # training + dev evaluation
+        state.history.append(record)
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         log.info("epoch %d: loss %.4f, dev entity F1 %.4f, token macro-F1 %.4f, %.0f tok/s, %.0f s",
-                 epoch, record["train_loss"], dev.get("entity_f1", float("nan")),
+                 state.epoch, record["train_loss"], dev.get("entity_f1", float("nan")),
                  dev.get("token_macro_f1", float("nan")), record["tokens_per_s"], train_seconds)
         f1 = dev.get("entity_f1", -record["train_loss"])
-        if f1 > best_f1:
-            best_f1, best_epoch, stale = f1, epoch, 0
+        if f1 > state.best_f1:
+            state.best_f1, state.best_epoch, state.stale = f1, state.epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
-            stale += 1
-            if stale >= cfg.patience:
-                log.info("no dev gain for %d epochs: stopping after epoch %d", stale, epoch)
-                break
-    wall = time.perf_counter() - start
+            state.stale += 1
+            if state.stale >= cfg.patience:
+                log.info("no dev gain for %d epochs: stopping after epoch %d", state.stale, state.epoch)
+        state.epoch, state.step, state.epoch_loss, state.epoch_tokens = state.epoch + 1, 0, 0.0, 0
+        checkpoint()
     model.load_state_dict(best_state)
 
-    metrics = {"best_epoch": best_epoch, "epochs_run": len(history), "train_wall_seconds": round(wall, 1)}
+    metrics = {"best_epoch": state.best_epoch, "epochs_run": len(state.history),
+               "train_wall_seconds": round(sum(r["epoch_seconds"] for r in state.history), 1)}
     dev_pred = None
     if dev_sents:
         metrics["dev"], dev_pred = evaluate_tagger(tagger, dev_sents, return_predictions=True)
     if test_sents:
         metrics["test"] = evaluate_tagger(tagger, test_sents)
-    config = {
-        "nerbilstm_version": __version__,
-        "model": asdict(model_config),
-        "training": asdict(cfg),
-        "labels": vocab.labels,
-        "embeddings": {"source": pretrained.source, "checksum": pretrained.checksum, "dim": pretrained.dim},
-        "data": data_info or {},
-        "metrics": {k: _headline(v) if isinstance(v, dict) else v for k, v in metrics.items()},
-        "history": history,
-        "vocab": vocab.to_dict(),
-    }
+    config = dict(run_config, nerbilstm_version=__version__, labels=vocab.labels,
+                  embeddings={"source": pretrained.source, "checksum": pretrained.checksum, "dim": pretrained.dim},
+                  metrics={k: _headline(v) if isinstance(v, dict) else v for k, v in metrics.items()},
+                  history=state.history)
     save_model_dir(out_dir, model.state_dict(), config)
     atomic_write_json(out_dir / "metrics.json", metrics)
+    remove_checkpoint(out_dir)
     if plots:
         from nerbilstm.plots import write_run_plots
 
         dev_gold = [s.tags for s in dev_sents] if dev_sents else None
-        write_run_plots(out_dir, history, dev_gold, dev_pred, label_set(vocab.labels, dev_gold or []),
+        write_run_plots(out_dir, state.history, dev_gold, dev_pred, label_set(vocab.labels, dev_gold or []),
                         [s.tags for s in train_sents])
     return metrics
 
@@ -203,9 +272,9 @@ def _headline(metrics: dict) -> dict:
     return out
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, dynamic_ncols=True)

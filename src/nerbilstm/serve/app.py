@@ -1,0 +1,523 @@
+"""The HTTP app: ``POST /api/tag``, ``GET /api/model``, ``GET /healthz``, a web page at ``/``
+and offline API docs at ``/docs`` (Swagger UI served from ``static/``, no CDN).
+
+The model is loaded once, when the app is made. Tagging runs in a small pool of threads
+(torch releases the GIL), fed by a micro-batcher: requests that arrive together, or pile up
+while the workers are busy, are tagged in one call; a slow request holds one worker only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nerbilstm import __version__
+from nerbilstm.errors import NerError
+
+log = logging.getLogger("nerbilstm.serve")
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_MAX_BODY_BYTES = 100_000
+
+ENTITY_TYPES = {
+    "geo": "Geographical entity",
+    "org": "Organization",
+    "per": "Person",
+    "gpe": "Geopolitical entity",
+    "tim": "Time indicator",
+    "art": "Artifact",
+    "eve": "Event",
+    "nat": "Natural phenomenon",
+}
+
+# The page loads nothing from elsewhere and runs no inline script; /docs is left out of this
+# (Swagger UI's start-up script is inline) but also loads only our own files.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+class TagRequest(BaseModel):
+    """Exactly one of ``text`` (one text) or ``texts`` (a list of texts)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "Prime Minister Gordon Brown met U.S. President Barack Obama in London on Tuesday."},
+        {"texts": ["Angela Merkel visited Paris.", "The United Nations met in New York on Friday."]},
+    ]})
+
+    text: str | None = Field(None, description="one text to tag")
+    texts: list[str] | None = Field(None, description="several texts to tag, each on its own")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "TagRequest":
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
+        return self
+
+
+class TokenOut(BaseModel):
+    text: str
+    start: int = Field(description="character offset of the token in its text (Unicode code points)")
+    end: int = Field(description="offset just past the token")
+    tag: str = Field(description="IOB2 tag, e.g. B-geo")
+    prob: float = Field(description="marginal probability of the tag")
+
+
+class EntityOut(BaseModel):
+    text: str = Field(description="text[start:end]")
+    label: str = Field(description="entity type: geo, org, per, gpe, tim, art, eve or nat for GMB models")
+    start: int = Field(description="character offset of the entity in its text (Unicode code points)")
+    end: int = Field(description="offset just past the entity")
+    score: float = Field(description="confidence: the lowest marginal probability among its tokens")
+
+
+class SentenceOut(BaseModel):
+    start: int
+    end: int
+    score: float | None = Field(description="model score of the decoded tag path")
+
+
+class DocOut(BaseModel):
+    text: str
+    tokens: list[TokenOut]
+    entities: list[EntityOut]
+    sentences: list[SentenceOut]
+
+
+class TagResponse(BaseModel):
+    results: list[DocOut] = Field(description="one result per text, in request order "
+                                              "(a one-element list for a request with 'text')")
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: list[dict[str, Any]] | None = Field(None, description="validation errors (422 only)")
+
+
+# ----------------------------------------------------------------------------- micro-batching
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future
+    chars: int
+
+
+class MicroBatcher:
+    """Run ``tag(texts) -> docs`` for concurrent requests in a pool of ``workers`` threads,
+    putting requests that wait at the same time into one call.
+
+    A request waits up to ``window_s`` for company while a worker is free; while all workers
+    are busy requests queue, and the queue leaves (up to ``max_texts`` texts or ``max_chars``
+    characters a call, at least one request) as soon as a worker frees. ``finish(docs)`` runs
+    in the worker thread on each request's share of the output (here: JSON encoding, so big
+    responses are not encoded on the event loop). A failing batch is retried request by
+    request, so one bad request fails alone.
+    """
+
+    def __init__(self, tag: Callable[[list[str]], list[dict]], finish: Callable[[list[dict]], Any],
+                 workers: int, window_s: float = 0.001, max_texts: int = 64, max_chars: int = 50_000):
+        self._tag = tag
+        self._finish = finish
+        self.workers = max(1, int(workers))
+        self.window_s = max(0.0, float(window_s))
+        self.max_texts = max(1, int(max_texts))
+        self.max_chars = max(1, int(max_chars))
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[_Job] = deque()
+        self._busy = 0
+        self._timer: asyncio.Handle | None = None
+        self.calls = 0  # tagger calls made, for tests and curiosity
+        self.batched_requests = 0
+
+    async def submit(self, texts: list[str]) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first request, or a new event loop (test clients start their own)
+            self._loop, self._pending, self._busy, self._timer = loop, deque(), 0, None
+        job = _Job(texts, loop.create_future(), sum(len(t) for t in texts))
+        self._pending.append(job)
+        if self._busy < self.workers and self._timer is None:
+            self._timer = loop.call_later(self.window_s, self._on_timer)
+        return await job.future
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (after the calls running now); the next request starts new ones."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._pending and self._busy < self.workers:
+            batch = self._take()
+            if not batch:
+                break
+            self._busy += 1
+            self.calls += 1
+            self.batched_requests += len(batch)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="nerbilstm-tag")
+            fut = self._loop.run_in_executor(self._executor, self._run, [job.texts for job in batch])
+            fut.add_done_callback(functools.partial(self._finished, batch))
+
+    def _take(self) -> list[_Job]:
+        batch: list[_Job] = []
+        n_texts = n_chars = 0
+        while self._pending:
+            job = self._pending[0]
+            if job.future.done():  # the client went away
+                self._pending.popleft()
+                continue
+            if batch and (n_texts + len(job.texts) > self.max_texts or n_chars + job.chars > self.max_chars):
+                break
+            batch.append(self._pending.popleft())
+            n_texts += len(job.texts)
+            n_chars += job.chars
+        return batch
+
+    def _finished(self, batch: list[_Job], fut: asyncio.Future) -> None:
+        self._busy -= 1
+        try:
+            results = fut.result()
+        except BaseException as err:  # noqa: BLE001 - handed to each waiting request
+            results = [err] * len(batch)
+        for job, result in zip(batch, results):
+            if job.future.done():
+                continue
+            if isinstance(result, asyncio.CancelledError):
+                job.future.cancel()
+            elif isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+        self._dispatch()
+
+    def _run(self, groups: list[list[str]]) -> list[Any]:
+        """In a worker thread: tag all texts in one call, hand each request its share."""
+        flat = [t for g in groups for t in g]
+        try:
+            docs = self._tag(flat) if flat else []
+        except Exception as err:
+            if len(groups) == 1:
+                return [err]
+            return [self._run([g])[0] for g in groups]
+        out, i = [], 0
+        for g in groups:
+            try:
+                out.append(self._finish(docs[i:i + len(g)]))
+            except Exception as err:
+                out.append(err)
+            i += len(g)
+        return out
+
+
+def _encode_results(docs: list[dict]) -> bytes:
+    return json.dumps({"results": docs}, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+# ----------------------------------------------------------------------------- middleware
+
+
+def _json_bytes(status: int, body: dict) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    payload = json.dumps(body).encode()
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())], payload
+
+
+class GuardMiddleware:
+    """Plain ASGI middleware, outermost of ours.
+
+    * Request bodies over ``max_body_bytes`` get 413, judged by Content-Length when given and
+      by the bytes actually received (a chunked or lying client is cut off at the limit).
+      The body is read here, within the limit, and replayed to the app.
+    * Any exception that escapes the app is logged with its traceback and answered with a JSON
+      500 (when no response has started yet), so clients never see a bare error page.
+    * Every response gets ``X-Content-Type-Options: nosniff``.
+    """
+
+    def __init__(self, app, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+        self.app = app
+        self.max_body_bytes = int(max_body_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_wrapper(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + [(b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        async def reply(status: int, body: dict) -> None:
+            headers, payload = _json_bytes(status, body)
+            await send_wrapper({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+
+        limit = self.max_body_bytes
+        too_large = {"error": f"request body is larger than the limit of {limit} bytes"}
+        length = None
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    return await reply(400, {"error": "invalid Content-Length header"})
+        if length is not None and length > limit:
+            return await reply(413, too_large)
+
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return await reply(413, too_large)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # then wait for the disconnect, as the server would
+
+        try:
+            await self.app(scope, replay, send_wrapper)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await reply(500, {"error": "internal server error"})
+
+
+# ----------------------------------------------------------------------------- the app
+
+
+def _validation_message(errors: Sequence[dict]) -> str:
+    parts = []
+    for err in errors[:3]:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        kind = err.get("type", "")
+        msg = str(err.get("msg", "invalid value"))
+        if kind == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error")
+            where = [x for x in err.get("loc", ()) if isinstance(x, int)]
+            msg = "body is not valid JSON" + (f": {reason}" if reason else "") + (
+                f" at character {where[0]}" if where else "")
+            loc = []
+        elif kind == "missing" and not loc:
+            msg = "request body is missing: send a JSON object {\"text\": ...} or {\"texts\": [...]}"
+        elif kind == "model_attributes_type" or (kind == "dict_type" and not loc):
+            msg = "request body must be a JSON object {\"text\": ...} or {\"texts\": [...]}"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+    if len(errors) > 3:
+        parts.append(f"and {len(errors) - 3} more")
+    return "; ".join(parts) or "invalid request"
+
+
+def _entity_types(labels: Sequence[str]) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for label in labels:
+        if label != "O":
+            kind = label[2:] if label[:2] in ("B-", "I-", "E-", "S-", "L-", "U-") else label
+            types.setdefault(kind, ENTITY_TYPES.get(kind, kind))
+    return types
+
+
+def _finite(value):
+    """Config values for JSON: NaN and infinities (say, an F1 never computed) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    app.state.batcher.shutdown()
+
+
+def default_workers() -> int:
+    """Tagging threads: one per core, at least 2 (so one slow request never holds them all), at most 4."""
+    return max(2, min(4, os.cpu_count() or 1))
+
+
+def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
+               workers: int | None = None, batch_window_ms: float = 1.0, max_batch_texts: int = 64,
+               max_batch_chars: int = 50_000) -> FastAPI:
+    """The FastAPI app around a tagger.
+
+    tagger_or_model_dir: a loaded ``Tagger`` (or anything with ``__call__(list[str])``,
+    ``labels`` and ``config``), a model directory, or None for the shipped default model.
+    """
+    if tagger_or_model_dir is None or isinstance(tagger_or_model_dir, (str, os.PathLike)):
+        from nerbilstm.predict import Tagger
+
+        tagger = Tagger.load(tagger_or_model_dir)
+    else:
+        tagger = tagger_or_model_dir
+    config = dict(getattr(tagger, "config", None) or {})
+    labels = list(tagger.labels)
+    batcher = MicroBatcher(lambda texts: tagger(list(texts)), _encode_results,
+                           workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
+                           max_texts=max_batch_texts, max_chars=max_batch_chars)
+    model_info = _finite({
+        "labels": labels,
+        "entity_types": _entity_types(labels),
+        "model": config.get("model"),
+        "training": config.get("training"),
+        "metrics": config.get("metrics"),
+        "embeddings": config.get("embeddings"),
+        "format_version": config.get("format_version"),
+        "trained_with": config.get("nerbilstm_version"),
+        "server": {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
+                   "workers": batcher.workers, "batch_window_ms": batch_window_ms},
+    })
+
+    app = FastAPI(
+        title="nerbilstm",
+        version=__version__,
+        summary="Named-entity recognition with a BiLSTM-CRF",
+        description=(
+            "`POST /api/tag` takes `{\"text\": \"...\"}` or `{\"texts\": [\"...\", ...]}` and always answers "
+            "`{\"results\": [doc, ...]}`, one doc per text. Offsets (`start`, `end`) count Unicode code "
+            "points into that text, so `text[start:end]` is the entity in Python.\n\n"
+            f"Errors are JSON `{{\"error\": message}}`: 413 for a body over {int(max_body_bytes)} bytes, "
+            "422 for malformed JSON or a wrong shape (with `detail`)."),
+        docs_url=None, redoc_url=None,  # /docs is ours below: same Swagger UI, files served from here
+        lifespan=_lifespan,
+    )
+    app.state.tagger = tagger
+    app.state.batcher = batcher
+    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = jsonable_encoder(exc.errors())
+        message = _validation_message(errors)
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type.lower():
+            message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'})"
+        return JSONResponse({"error": message, "detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(NerError)
+    async def _ner_error(request: Request, exc: NerError):
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    errors_doc = {413: {"model": ErrorOut, "description": "request body too large"},
+                  422: {"model": ErrorOut, "description": "malformed JSON or wrong shape"}}
+
+    @app.post("/api/tag", response_model=TagResponse, responses=errors_doc, tags=["tagging"],
+              summary="Tag one text or a list of texts")
+    async def tag(body: TagRequest) -> Response:
+        """Tokens with their tags, and entities with character offsets, label, text and score.
+
+        The answer has the same shape for both forms of request: `{"results": [doc, ...]}`.
+        An empty text gives a doc with no tokens and no entities.
+        """
+        texts = [body.text] if body.text is not None else list(body.texts or [])
+        if not texts:
+            return Response(_encode_results([]), media_type="application/json")
+        payload = await batcher.submit(texts)
+        return Response(payload, media_type="application/json")
+
+    @app.get("/api/model", tags=["model"], summary="The loaded model: labels, configuration, metrics")
+    async def model() -> dict:
+        """Labels and entity types, model and training configuration and evaluation metrics of the
+        loaded model (its vocabulary is left out), and the server's limits."""
+        return model_info
+
+    @app.get("/healthz", tags=["model"], summary="Liveness: the model is loaded and the server answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="nerbilstm API",
+                                   swagger_js_url="/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg",
+                                   swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, workers: int | None = None,
+          torch_threads: int | None = None, log_level: str = "info") -> None:
+    """Load the model once and serve it with uvicorn until interrupted.
+
+    Torch's intra-op threads are set so the tagging threads share the cores without
+    oversubscribing them: cores // workers each (at least 1), unless ``torch_threads`` says.
+    """
+    import torch
+    import uvicorn
+
+    from nerbilstm.predict import Tagger
+
+    tagger = Tagger.load(model_dir)  # first: a bad model directory fails before anything changes
+    workers = workers or default_workers()
+    threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    app = create_app(tagger, max_body_bytes=max_body_bytes, workers=workers)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: anyone who can reach this address can use the server", host)
+    log.info("model %s: %d labels; %d tagging threads x %d torch threads; body limit %d bytes",
+             model_dir or "(default)", len(tagger.labels), workers, threads, max_body_bytes)
+    log.info("open http://%s:%d/ (API docs at /docs)", f"[{host}]" if ":" in host else host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,88 @@
+"""Interrupted training: SIGKILL mid-epoch, resume, and end with the weights of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nerbilstm.data.readers import write_gmb_csv
+
+from synthetic import synthetic_sentences
+
+ARGS = ["--epochs", "3", "--hidden-size", "12", "--layers", "1", "--batch-size", "8", "--char-dim", "8",
+        "--char-filters", "8", "--no-progress", "--no-plots", "--seed", "5", "--threads", "1", "--patience", "5"]
+
+
+def run_cli(*args, wait=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "nerbilstm", *args]
+    if wait:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume") / "tiny.csv"
+    write_gmb_csv(synthetic_sentences(400, seed=2), path)
+    return path
+
+
+def wait_for_checkpoint(folder, epoch, timeout=120):
+    state = folder / "checkpoint" / "state.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            progress = json.loads(state.read_text())["progress"]
+            if progress["epoch"] == epoch and progress["step"] > 0:
+                return progress
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    raise AssertionError("no mid-epoch checkpoint appeared")
+
+
+def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
+    full = tmp_path / "full"
+    done = run_cli("train", "--data", str(corpus), "--out", str(full), *ARGS)
+    assert done.returncode == 0, done.stderr
+
+    cut = tmp_path / "cut"
+    proc = run_cli("train", "--data", str(corpus), "--out", str(cut), *ARGS, "--checkpoint-every", "7", wait=False)
+    wait_for_checkpoint(cut, epoch=2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (cut / "model.safetensors").exists()  # nothing final was written by the killed run
+
+    resumed = run_cli("train", "--resume", str(cut), "--data", str(corpus))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch 2" in resumed.stderr
+    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not (cut / "checkpoint").exists()
+    hist_a = [json.loads(x)["train_loss"] for x in (full / "train_log.jsonl").read_text().splitlines()]
+    hist_b = [json.loads(x)["train_loss"] for x in (cut / "train_log.jsonl").read_text().splitlines()]
+    assert hist_a == hist_b
+
+
+def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
+    out = tmp_path / "int"
+    proc = run_cli("train", "--data", str(corpus), "--out", str(out), *ARGS, "--checkpoint-every", "3", wait=False)
+    wait_for_checkpoint(out, epoch=1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    assert (out / "checkpoint" / "state.json").is_file()
+    resumed = run_cli("train", "--resume", str(out))  # the data path comes from the checkpoint
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "model.safetensors").is_file()
