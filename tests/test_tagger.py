@@ -24,11 +24,13 @@ def test_sentence_result_independent_of_batch(seed, corpus, decoder):
     items = [encode(s.tokens, vocab, s.tags) for s in corpus]
     with torch.no_grad():
         batch = collate(items)
-        tags, scores, marg = model.decode(batch, with_marginals=True)
+        out = model.decode(batch, with_marginals=True)
+        tags, scores, marg = out.tags, out.score, out.marginals
         losses = model.loss(batch)
         for i, item in enumerate(items):
             alone = collate([item])
-            t1, s1, m1 = model.decode(alone, with_marginals=True)
+            one = model.decode(alone, with_marginals=True)
+            t1, s1, m1 = one.tags, one.score, one.marginals
             n = len(item.words)
             assert t1[0, :n].tolist() == tags[i, :n].tolist()
             assert torch.allclose(s1[0], scores[i], atol=1e-5)
@@ -54,3 +56,58 @@ def test_unknown_word_gets_pretrained_vector(seed, corpus):
     feats = model.features(batch)
     assert torch.equal(feats[0, 0], torch.ones(8))
     assert torch.equal(feats[0, 1], model.word_embed.weight[1])
+
+
+LABELS = ["O", "B-a", "I-a", "B-b", "I-b"]
+
+
+def brute_force_paths(crf, emissions, n):
+    """Every tag path of a sentence of n tokens with its probability under the CRF."""
+    import itertools
+
+    K = emissions.shape[-1]
+    paths = [list(p) for p in itertools.product(range(K), repeat=n)]
+    tags = torch.tensor(paths)
+    em = emissions[:, :n].expand(len(paths), n, K)
+    scores = crf.score(em, tags, torch.ones(len(paths), n, dtype=torch.bool))
+    return paths, (scores - scores.logsumexp(0)).exp().detach()
+
+
+@pytest.mark.parametrize("decoder", ["crf", "softmax"])
+def test_span_probability_equals_enumeration(seed, decoder):
+    model = BiLSTMTagger(ModelConfig(word_dim=4, char_dim=0, case_dim=0, hidden_size=3, layers=1, decoder=decoder,
+                                     constrained=False), 5, 2, LABELS).eval()
+    n = 4
+    emissions = torch.randn(2, 5, len(LABELS))
+    mask = torch.arange(5)[None] < torch.tensor([5, n])[:, None]
+    spans = [(1, 1, 3, [1, 2]), (1, 0, 1, [3]), (1, 3, 4, [2]), (0, 2, 5, [3, 4, 4])]
+    if decoder == "crf":
+        marginals = None
+    else:
+        marginals = emissions.softmax(-1) * mask.unsqueeze(-1)
+    got = model.span_probabilities(emissions, mask, spans, marginals)
+    for (b, s, e, ids), p in zip(spans, got):
+        length = int(mask[b].sum())
+        if decoder == "crf":
+            paths, probs = brute_force_paths(model.crf, emissions[b : b + 1], length)
+        else:
+            import itertools
+
+            paths = [list(q) for q in itertools.product(range(len(LABELS)), repeat=length)]
+            probs = torch.stack([marginals[b, torch.arange(length), torch.tensor(q)].prod() for q in paths])
+        i_tag = LABELS.index("I-" + LABELS[ids[0]][2:])
+        expected = sum(float(pr) for q, pr in zip(paths, probs)
+                       if q[s:e] == ids and (e >= length or q[e] != i_tag))
+        assert float(p) == pytest.approx(expected, abs=1e-5)
+
+
+def test_nbest_probabilities_equal_enumeration(seed):
+    model = BiLSTMTagger(ModelConfig(word_dim=4, char_dim=0, case_dim=0, hidden_size=3, layers=1,
+                                     constrained=False), 5, 2, LABELS).eval()
+    emissions = torch.randn(1, 3, len(LABELS))
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    paths, probs = model.nbest(emissions, mask, 4)
+    all_paths, all_probs = brute_force_paths(model.crf, emissions, 3)
+    top = all_probs.topk(4)
+    assert torch.allclose(probs[0], top.values, atol=1e-5)
+    assert [all_paths[i] for i in top.indices.tolist()] == paths[0].tolist()

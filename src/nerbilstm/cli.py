@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n"
                               "  nerbilstm predict \"The U.S. army left Baghdad on Friday.\"\n"
                               "  nerbilstm predict --input sentences.txt --output-format conll\n"
+                              "  nerbilstm predict --output-format json --nbest 3 \"Obama visited Kenya.\"\n"
                               "  nerbilstm predict --model runs/crf --input test.conll --input-format conll "
                               "--output-format json\n")
     p.add_argument("texts", nargs="*", help="text to tag (each argument one text)")
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252)")
     p.add_argument("--output-format", choices=("inline", "conll", "json"), default="inline")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--nbest", type=int, default=0, metavar="K",
+                   help="with --output-format json: the K best tag sequences of each sentence with their "
+                        "probabilities (CRF models)")
 
     p = sub.add_parser("serve", help="serve a model over HTTP: JSON API and web page", formatter_class=_formatter,
                        description="Serve a model over HTTP: POST /api/tag, GET /api/model, GET /healthz, "
@@ -235,7 +239,11 @@ def cmd_predict(args) -> int:
         texts = list(args.texts)
         if args.input:
             texts += _read_lines(args.input, args.encoding)
-        docs = tagger(texts)
+        if args.nbest < 0:
+            raise NerError("--nbest must be >= 0")
+        if args.nbest and tagger.model.crf is None:
+            raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
+        docs = tagger(texts, nbest=args.nbest)
     sys.stdout.write(_render(docs, args.output_format))
     return 0
 

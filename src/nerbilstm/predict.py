@@ -24,35 +24,62 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
 @dataclass
 class TaggedSentence:
-    """Decoder output for one sentence: tag ids (n,), path score, marginals (n, K) or None."""
+    """Decoder output for one sentence of n tokens: tag ids (n,), path score, and with
+    confidences: marginals (n, K), the probability of each entity of ``entity_spans(tags)``,
+    and the k best paths with their probabilities."""
 
     tag_ids: list[int]
     score: float
     marginals: np.ndarray | None = None
+    entity_probs: list[float] | None = None
+    nbest: list[tuple[list[int], float]] | None = None
 
 
 @torch.inference_mode()
 def tag_encoded(model: BiLSTMTagger, items: Sequence[Encoded], pretrained=None, batch_size: int = 256,
-                with_marginals: bool = False) -> list[TaggedSentence]:
-    """Tag encoded sentences in length-bucketed batches; results come back in input order."""
+                with_confidence: bool = False, nbest: int = 0) -> list[TaggedSentence]:
+    """Tag encoded sentences in length-bucketed batches; results come back in input order.
+
+    with_confidence adds marginals and entity probabilities; nbest > 0 adds the k best paths (CRF).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    labels = model.labels
     results: list[TaggedSentence | None] = [None] * len(items)
     nonempty = [i for i, e in enumerate(items) if e.words]
     for i, e in enumerate(items):
         if not e.words:
-            results[i] = TaggedSentence([], 0.0, np.zeros((0, len(model.labels)), np.float32) if with_marginals else None)
+            results[i] = TaggedSentence([], 0.0, np.zeros((0, len(labels)), np.float32) if with_confidence else None,
+                                        [] if with_confidence else None, [([], 1.0)] if nbest else None)
     for bucket in length_buckets([len(items[i].words) for i in nonempty], batch_size, shuffle=False):
         index = [nonempty[j] for j in bucket]
         batch = collate([items[i] for i in index], pretrained).to(device)
-        tags, scores, marginals = model.decode(batch, with_marginals)
-        tags, scores = tags.cpu().numpy(), scores.float().cpu().numpy()
-        marg = marginals.float().cpu().numpy() if marginals is not None else None
+        out = model.decode(batch, with_confidence)
+        tags, scores = out.tags.cpu().numpy(), out.score.float().cpu().numpy()
         for row, i in enumerate(index):
             n = len(items[i].words)
-            results[i] = TaggedSentence(tags[row, :n].tolist(), float(scores[row]),
-                                        None if marg is None else marg[row, :n])
+            results[i] = TaggedSentence(tags[row, :n].tolist(), float(scores[row]))
+        if with_confidence:
+            marg = out.marginals.float().cpu().numpy()
+            spans, owners = [], []
+            for row, i in enumerate(index):
+                ids = results[i].tag_ids
+                results[i].marginals = marg[row, : len(ids)]
+                results[i].entity_probs = []
+                for _, s, e in entity_spans([labels[t] for t in ids], mode="conll"):
+                    spans.append((row, s, e, ids[s:e]))
+                    owners.append(i)
+            probs = model.span_probabilities(out.emissions, batch.mask, spans, out.marginals).float().cpu().tolist()
+            for i, p in zip(owners, probs):
+                results[i].entity_probs.append(p)
+        if nbest:
+            paths, probs = model.nbest(out.emissions, batch.mask, nbest)
+            paths, probs = paths.cpu().numpy(), probs.float().cpu().numpy()
+            for row, i in enumerate(index):
+                n = len(items[i].words)
+                results[i].nbest = [(paths[row, j, :n].tolist(), float(probs[row, j]))
+                                    for j in range(nbest) if probs[row, j] > 0]
     model.train(was_training)
     return results  # type: ignore[return-value]
 
@@ -117,34 +144,38 @@ class Tagger:
                     pretrained = None
         return cls(model, vocab, config, pretrained)
 
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], with_marginals: bool = False) -> list[TaggedSentence]:
+    def tag_tokens(self, sentences: Sequence[Sequence[str]], with_confidence: bool = False,
+                   nbest: int = 0) -> list[TaggedSentence]:
         """Tag pre-tokenized sentences. -> one TaggedSentence per sentence."""
         items = [encode(tokens, self.vocab) for tokens in sentences]
-        return tag_encoded(self.model, items, self.pretrained, self.batch_size, with_marginals)
+        return tag_encoded(self.model, items, self.pretrained, self.batch_size, with_confidence, nbest)
 
     def tags(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """Tag names for pre-tokenized sentences."""
         labels = self.vocab.labels
         return [[labels[i] for i in r.tag_ids] for r in self.tag_tokens(sentences)]
 
-    def __call__(self, text: str | Sequence[str]):
+    def __call__(self, text: str | Sequence[str], nbest: int = 0):
         """Tag raw text (a str -> dict) or a list of texts (-> list of dicts, tagged in batches).
 
         Each dict: text, tokens [{text, start, end, tag, prob}], entities [{text, label, start,
-        end, score}], sentences [{start, end, score}] with character offsets into the text.
+        end, score}], sentences [{start, end, score, nbest?}], with character offsets into the
+        text. ``prob`` is the tag's marginal probability, an entity's ``score`` the probability
+        that exactly this span is this entity, a sentence's ``score`` the best path's score;
+        ``nbest`` > 0 adds the k best tag sequences of each sentence with their probabilities.
         """
         if isinstance(text, str):
-            return self.tag_texts([text])[0]
-        return self.tag_texts(list(text))
+            return self.tag_texts([text], nbest)[0]
+        return self.tag_texts(list(text), nbest)
 
-    def tag_texts(self, texts: list[str]) -> list[dict]:
+    def tag_texts(self, texts: list[str], nbest: int = 0) -> list[dict]:
         pieces: list[tuple[int, list[Token]]] = []
         for k, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {k} is {type(text).__name__}, expected str")
             for sentence in split_sentences(tokenize(text), text):
                 pieces.append((k, sentence))
-        tagged = self.tag_tokens([[t.text for t in s] for _, s in pieces], with_marginals=True)
+        tagged = self.tag_tokens([[t.text for t in s] for _, s in pieces], with_confidence=True, nbest=nbest)
         out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
         for (k, sentence), result in zip(pieces, tagged):
             out[k]["sentences"].append(self._sentence_dict(texts[k], sentence, result, out[k]))
@@ -157,12 +188,13 @@ class Tagger:
         for tok, tag, p in zip(sentence, tags, probs):
             doc["tokens"].append({"text": tok.text, "start": tok.start, "end": tok.end, "tag": tag,
                                   "prob": round(float(p), 4)})
-        for label, s, e in entity_spans(tags, mode="conll"):
+        for (label, s, e), score in zip(entity_spans(tags, mode="conll"), result.entity_probs):
             start, end = sentence[s].start, sentence[e - 1].end
-            # Entity confidence: the least confident of its tokens' marginals.
-            score = float(min(probs[s:e])) if e > s else 0.0
             doc["entities"].append({"text": text[start:end], "label": label, "start": start, "end": end,
                                     "score": round(score, 4)})
         score = result.score
-        return {"start": sentence[0].start if sentence else 0, "end": sentence[-1].end if sentence else 0,
-                "score": None if math.isnan(score) else round(score, 4)}
+        out = {"start": sentence[0].start if sentence else 0, "end": sentence[-1].end if sentence else 0,
+               "score": None if math.isnan(score) else round(score, 4)}
+        if result.nbest is not None:
+            out["nbest"] = [{"tags": [labels[i] for i in path], "prob": round(p, 6)} for path, p in result.nbest]
+        return out

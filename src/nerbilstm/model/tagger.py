@@ -5,6 +5,8 @@ This module wires the parts; it knows nothing of files or training.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -44,6 +46,9 @@ class BiLSTMTagger(nn.Module):
         self.emission = nn.Linear(2 * config.hidden_size, K)
         # Class weights of the softmax decoder's cross-entropy (saved with the model).
         self.register_buffer("class_weights", torch.ones(K))
+        # The I- tag that would continue an entity whose first tag is this one (None for O).
+        self.continuation = [labels.index("I-" + t[2:]) if t[:2] in ("B-", "I-") and "I-" + t[2:] in labels
+                             else None for t in labels]
         self.crf = None
         if config.decoder == "crf":
             self.crf = CRF(K)
@@ -84,21 +89,68 @@ class BiLSTMTagger(nn.Module):
                                          weight=self.class_weights, reduction="none").view(B, T)
         return (ce * batch.mask).sum(1)
 
-    def decode(self, batch: Batch, with_marginals: bool = False):
-        """-> (tags (B, T) long, path score (B,), marginals (B, T, K) or None).
-
-        For the CRF, the path score is the unnormalised Viterbi score and marginals come from
-        forward-backward; for softmax, the score is the path's log-probability and marginals
-        are the per-token softmax.
-        """
+    def decode(self, batch: Batch, with_marginals: bool = False) -> "Decoded":
+        """Best tags, their score and, if asked, per-token marginals (see Decoded)."""
         scores = self.emissions(batch)
         if self.crf is not None:
             tags, path_score = self.crf.viterbi_decode(scores, batch.mask)
             marginals = self.crf.marginals(scores, batch.mask) if with_marginals else None
-            return tags, path_score, marginals
+            return Decoded(tags, path_score, marginals, scores)
         log_probs = scores.log_softmax(-1)
         best, tags = log_probs.max(-1)
         tags = tags.masked_fill(~batch.mask, 0)
         path_score = (best * batch.mask).sum(1)
         marginals = log_probs.exp() * batch.mask.unsqueeze(-1) if with_marginals else None
-        return tags, path_score, marginals
+        return Decoded(tags, path_score, marginals, scores)
+
+    def span_probabilities(self, emissions: Tensor, mask: Tensor, spans: list[tuple[int, int, int, list[int]]],
+                           marginals: Tensor | None = None) -> Tensor:
+        """Probability that each span carries exactly the given tags and the entity ends there.
+
+        emissions (B, T, K), mask (B, T); spans: (row b, start s, end e exclusive, tag ids of s..e-1).
+        -> (N,). For the CRF this is exact: the partition function of the paths that agree
+        with the span (and whose tag at e, if any, does not continue it with the span's I- tag)
+        over the full one, both by the forward algorithm. For softmax, tokens are independent,
+        so it is the product of their probabilities (``marginals`` needed).
+        """
+        if not spans:
+            return emissions.new_zeros(0)
+        inside = [self.continuation[ids[0]] for _, _, _, ids in spans]
+        if self.crf is None:
+            out = []
+            for (b, s, e, ids), i_tag in zip(spans, inside):
+                p = marginals[b, torch.arange(s, e), torch.tensor(ids)].prod()
+                if i_tag is not None and e < int(mask[b].sum()):
+                    p = p * (1 - marginals[b, e, i_tag])
+                out.append(p)
+            return torch.stack(out)
+        rows = torch.tensor([b for b, _, _, _ in spans], device=emissions.device)
+        em = emissions[rows].clone()
+        forbid = torch.zeros_like(em, dtype=torch.bool)
+        for n, ((_, s, e, ids), i_tag) in enumerate(zip(spans, inside)):
+            forbid[n, torch.arange(s, e), :] = True
+            forbid[n, torch.arange(s, e), torch.tensor(ids)] = False
+            if i_tag is not None and e < em.shape[1]:
+                forbid[n, e, i_tag] = True
+        # A large finite penalty rather than -inf keeps every step of the recursion finite.
+        constrained = self.crf.log_partition(em.masked_fill(forbid, -1e4), mask[rows])
+        return (constrained - self.crf.log_partition(emissions[rows], mask[rows])).exp().clamp(0, 1)
+
+    def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The k best tag paths (B, k, T) and their probabilities (B, k) under the CRF."""
+        if self.crf is None:
+            raise ValueError("k-best decoding needs the CRF decoder")
+        paths, scores = self.crf.nbest(emissions, mask, k)
+        return paths, (scores - self.crf.log_partition(emissions, mask).unsqueeze(1)).exp()
+
+
+@dataclass
+class Decoded:
+    """Decoder output for a batch: tags (B, T) long (0 past a sentence's end), score (B,)
+    (Viterbi score for the CRF, path log-probability for softmax), marginals (B, T, K) or
+    None (CRF forward-backward, or the per-token softmax), emissions (B, T, K)."""
+
+    tags: Tensor
+    score: Tensor
+    marginals: Tensor | None
+    emissions: Tensor
