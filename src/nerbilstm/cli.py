@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nerbilstm train --data ner_dataset.csv --decoder crf --init-from runs/softmax "
                               "--out runs/softmax+crf\n"
                               "  nerbilstm train --resume runs/crf      # after a crash or Ctrl+C\n"
+                              "  torchrun --nproc_per_node 2 -m nerbilstm train --distributed --data ner_dataset.csv "
+                              "--out runs/ddp\n"
                               "  nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll "
                               "--out runs/conll\n")
     _add_data_options(p)
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run whose --out was DIR")
     p.add_argument("--init-from", metavar="MODEL_DIR", help="start from a trained model's weights and vocabulary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="one DistributedDataParallel process of a torchrun launch (gloo on CPU, NCCL on CUDA)")
     _add_config_flags(p, ModelConfig, skip=("word_dim",))
     _add_config_flags(p, TrainConfig, skip=("max_sentences",))
 
@@ -130,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
     p.add_argument("--max-body-bytes", type=int, default=100_000,
                    help="larger request bodies get 413 (default: 100000)")
+
+    p = sub.add_parser("bench", help="benchmark our LSTM and CRF against torch.nn.LSTM and pytorch-crf",
+                       formatter_class=_formatter,
+                       description="Speed of training, inference, the CRF and the LSTM, ours beside the "
+                                   "references (torch.nn.LSTM, pytorch-crf) in one process, and peak memory "
+                                   "of training; prints one JSON object (ratios: reference time / ours).",
+                       epilog="examples:\n"
+                              "  nerbilstm bench --data ner_dataset.csv --threads 2 --out bench.json\n"
+                              "  nerbilstm bench --quick --threads 1    # tiny sizes: a smoke test\n")
+    p.add_argument("--data", help="GMB corpus file (default: $NERBILSTM_DATA, else synthetic sentences)")
+    p.add_argument("--model", help="model directory for the end-to-end figure (default: the shipped model)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default: 7; 2 with --quick)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
+    p.add_argument("--out", help="also write the JSON to this file")
     return parser
 
 
@@ -139,7 +158,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "serve": cmd_serve}[args.command](args)
+                "serve": cmd_serve, "bench": cmd_bench}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
 
@@ -164,6 +183,11 @@ def cmd_train(args) -> int:
         model_config.validate()
     except ValueError as err:
         raise NerError(str(err)) from None
+    for name in ("epochs", "batch_size", "patience"):
+        if getattr(train_config, name) < 1:
+            raise NerError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(train_config, name)}")
+    if not 0.0 <= train_config.word_dropout <= 1.0:
+        raise NerError(f"--word-dropout must be in [0, 1], got {train_config.word_dropout}")
     if args.resume:
         args.out = args.resume
         args.data = args.data or _checkpoint_data_path(args.resume)
@@ -174,9 +198,19 @@ def cmd_train(args) -> int:
     _log_notes(data.info)
     logging.getLogger("nerbilstm").info("sentences: %d train, %d dev, %d test",
                                         len(data.train), len(data.dev), len(data.test))
-    metrics = train(data.train, data.dev, model_config, train_config, args.out, test_sents=data.test,
-                    init_from=args.init_from, data_info=data.info, progress=False if args.no_progress else None,
-                    plots=not args.no_plots, resume=bool(args.resume))
+    from nerbilstm.distributed import setup, teardown
+
+    ctx = setup(train_config.device, args.distributed)
+    if not ctx.is_main:
+        logging.getLogger("nerbilstm").setLevel(logging.WARNING)  # rank 0 alone logs
+    try:
+        metrics = train(data.train, data.dev, model_config, train_config, args.out, test_sents=data.test,
+                        init_from=args.init_from, data_info=data.info, progress=False if args.no_progress else None,
+                        plots=not args.no_plots, resume=bool(args.resume), ctx=ctx)
+    finally:
+        teardown(ctx)
+    if not ctx.is_main:
+        return 0
     from nerbilstm.metrics import format_report
 
     for split in ("dev", "test"):
@@ -227,6 +261,8 @@ def cmd_predict(args) -> int:
 
     if not args.texts and not args.input:
         raise NerError("nothing to tag: give text arguments or --input FILE")
+    if args.batch_size < 1:
+        raise NerError(f"--batch-size must be at least 1, got {args.batch_size}")
     tagger = Tagger.load(args.model)
     tagger.batch_size = args.batch_size
     if args.input and args.input_format == "conll":
@@ -236,7 +272,7 @@ def cmd_predict(args) -> int:
         tags = tagger.tags(sentences)
         docs = [_tokens_doc(tokens, sent_tags) for tokens, sent_tags in zip(sentences, tags)]
     else:
-        texts = list(args.texts)
+        texts = [_arg_text(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
         if args.input:
             texts += _read_lines(args.input, args.encoding)
         if args.nbest < 0:
@@ -257,6 +293,13 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from nerbilstm.bench import run_benchmark, write_report
+
+    write_report(run_benchmark(args.data, args.model, args.repeats, args.threads, args.quick), args.out)
+    return 0
+
+
 def _tokens_doc(tokens, tags) -> dict:
     """A predicted pre-tokenized sentence in the same shape as Tagger output (offsets into the
     space-joined tokens)."""
@@ -274,12 +317,45 @@ def _tokens_doc(tokens, tags) -> dict:
                          for lab, s, e in entity_spans(tags)]}
 
 
+def _arg_text(text: str, k: int, encoding: str | None) -> str:
+    """A text argument: bytes that were not valid in the locale's encoding reach Python as lone
+    surrogates, which cannot be printed; decode those bytes as --encoding, else cp1252 (with a note)."""
+    import os
+
+    from nerbilstm.errors import DataError
+
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # not from the command line: a str with lone surrogates
+        return text.encode("utf-8", "replace").decode("utf-8")
+    try:
+        if encoding:
+            from nerbilstm.data.readers import _check_encoding
+
+            return raw.decode(_check_encoding(encoding, f"text argument {k}"))
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if encoding:
+            raise DataError(f"text argument {k} is not valid {encoding}: {err.reason}") from None
+    logging.getLogger("nerbilstm").warning("text argument %d: not valid UTF-8; read as cp1252", k)
+    return raw.decode("cp1252", errors="replace")
+
+
 def _read_lines(path: str, encoding: str | None) -> list[str]:
     from nerbilstm.errors import DataError
 
     p = Path(path)
     if not p.is_file():
         raise DataError("input file not found", path=p)
+    if encoding is not None:
+        from nerbilstm.data.readers import _check_encoding
+
+        encoding = _check_encoding(encoding, str(p))
     raw = p.read_bytes()
     if b"\x00" in raw[:4096]:
         raise DataError("looks like a binary file, expected text", path=p)
@@ -294,9 +370,12 @@ def _read_lines(path: str, encoding: str | None) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+_JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 def _render(docs: list[dict], fmt: str) -> str:
-    if fmt == "json":
-        return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    if fmt == "json":  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
+        return "".join(json.dumps(d, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n" for d in docs)
     if fmt == "conll":
         return "".join("".join(f"{t['text']}\t{t['tag']}\n" for t in d["tokens"]) + "\n" for d in docs)
     lines = []

@@ -49,6 +49,8 @@ class TrainConfig:
     min_word_count: int = 1
     max_sentences: int | None = None
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    device: str = "auto"  # auto (cuda when available), cpu or cuda
+    amp: str = "none"  # "bf16": mixed precision on CUDA; the LSTM state and the CRF stay float32
     checkpoint_every: int = 0  # also write a checkpoint every N batches (0: after every epoch only)
 
 

@@ -93,6 +93,12 @@ def read_config(directory: str | Path) -> dict:
     """Read and check ``config.json`` of a model directory."""
     directory = Path(directory)
     if not directory.is_dir():
+        if directory.is_file() and directory.suffix in PICKLE_SUFFIXES:
+            raise ModelFileError(
+                "a pickle file: pickle files can run arbitrary code when loaded, so nerbilstm never unpickles; "
+                "give a model directory (model.safetensors + config.json)", path=directory)
+        if directory.is_file():
+            raise ModelFileError("is a file, not a model directory (model.safetensors + config.json)", path=directory)
         raise ModelFileError("model directory not found", path=directory)
     cfg_path = directory / CONFIG
     if not cfg_path.is_file():
@@ -112,7 +118,9 @@ def read_config(directory: str | Path) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise ModelFileError(f"not a {FORMAT_NAME} model config (no \"format\": \"{FORMAT_NAME}\")", path=cfg_path)
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"format_version {version!r} is not a format version (1, 2, ...)", path=cfg_path)
+    if version > FORMAT_VERSION:
         raise ModelFileError(f"format version {version!r} is newer than this nerbilstm reads "
                              f"({FORMAT_VERSION}); upgrade nerbilstm", path=cfg_path)
     return config

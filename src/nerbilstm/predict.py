@@ -90,7 +90,7 @@ def build_model(config: dict) -> tuple[BiLSTMTagger, Vocab]:
         vocab = Vocab.from_dict(config["vocab"])
         model_config = from_dict(ModelConfig, config["model"])
         model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"config.json does not describe a model: {err}", path=config.get("_path")) from None
     return model, vocab
 
@@ -134,7 +134,8 @@ class Tagger:
         model.to(device)
         if pretrained == "auto":
             pretrained = None
-            source = config.get("embeddings", {}).get("source")
+            embeddings = config.get("embeddings")
+            source = embeddings.get("source") if isinstance(embeddings, dict) else None
             if source:
                 from nerbilstm.embeddings import load_embeddings
 

@@ -28,6 +28,7 @@ from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, 
 from nerbilstm.config import ModelConfig, TrainConfig, from_dict
 from nerbilstm.data.batching import collate, encode, length_buckets
 from nerbilstm.data.vocab import Vocab
+from nerbilstm.distributed import Context, gather_checksums, setup, share_flag
 from nerbilstm.errors import DataError, NerError
 from nerbilstm.evaluate import evaluate_tagger, label_set
 from nerbilstm.io import atomic_write_json, save_model_dir
@@ -117,7 +118,7 @@ def build_tagger(train_sents, model_config: ModelConfig, cfg: TrainConfig, pretr
 
 def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
           test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
-          progress: bool | None = None, plots: bool = True, resume: bool = False) -> dict:
+          progress: bool | None = None, plots: bool = True, resume: bool = False, ctx: Context | None = None) -> dict:
     """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
 
     Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict (dev,
@@ -125,11 +126,18 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag distribution)
     are written there as PNG unless ``plots`` is False. ``resume`` continues from
     ``out_dir/checkpoint`` (same data required); the configs then come from the checkpoint.
+
+    ``ctx`` (see distributed.py) places the run on a device and, with several processes, makes
+    it a DistributedDataParallel run: every global batch of ``batch_size`` sentences is split
+    across the ranks, gradients are averaged so each step equals the one-process step on the
+    same global batch, and rank 0 alone evaluates, logs and writes files (others return {}).
     """
     from nerbilstm.embeddings import load_embeddings
 
+    ctx = ctx or setup(train_config.device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     if not train_sents:
         raise DataError("no training sentences")
     ckpt_state, ckpt_tensors = read_checkpoint(out_dir) if resume else (None, None)
@@ -140,6 +148,10 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
         model_config = from_dict(ModelConfig, ckpt_state["model"])
         train_config = from_dict(TrainConfig, ckpt_state["training"])
     cfg = train_config
+    if cfg.amp not in ("none", "bf16"):
+        raise NerError(f"--amp must be none or bf16, got {cfg.amp!r}")
+    if cfg.amp == "bf16" and ctx.device.type != "cuda":
+        raise NerError("--amp bf16 needs a CUDA device (--device cuda)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -151,6 +163,11 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
         model, vocab, model_config = build_tagger(train_sents, model_config, cfg, pretrained, init_from)
     model.class_weights.copy_(class_weights([s.tags for s in train_sents], vocab.labels))
 
+    model.to(ctx.device)
+    net = model
+    if ctx.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
     encoded = [encode(s.tokens, vocab, s.tags) for s in train_sents]
     lengths = [len(e.words) for e in encoded]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -168,34 +185,41 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
 
     tagger = Tagger(model, vocab, {}, pretrained)
     log_path = out_dir / "train_log.jsonl"
-    if ckpt_state is None:
+    if ckpt_state is None and ctx.is_main:
         log_path.unlink(missing_ok=True)
-    show_bar = sys.stderr.isatty() if progress is None else progress
+    show_bar = ctx.is_main and (sys.stderr.isatty() if progress is None else progress)
     run_config = {"model": asdict(model_config), "training": asdict(cfg), "vocab": vocab.to_dict(),
                   "data": data_info or {}}
 
     def checkpoint() -> None:
-        save_checkpoint(out_dir, model, optimizer, best_state,
+        if ctx.is_main:
+            save_checkpoint(out_dir, model, optimizer, best_state,
                         dict(run_config, progress=asdict(state), scheduler=scheduler.state_dict()))
 
     start = time.perf_counter()
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
     while state.epoch <= cfg.epochs and state.stale < cfg.patience:
         epoch_start = time.perf_counter()
         model.train()
         batches = length_buckets(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
+        # Every rank takes its slice of each global batch; all ranks must run the same steps.
+        batches = [b for b in batches if len(b) >= ctx.world_size]
         bar = _progress(len(batches), f"epoch {state.epoch}/{cfg.epochs}", show_bar, initial=state.step)
         tokens_here = 0
         try:
             for index in batches[state.step:]:
-                batch = collate([encoded[i] for i in index])
-                loss = model.loss(batch, cfg.word_dropout).sum() / len(index)
+                batch = collate([encoded[i] for i in index[ctx.rank :: ctx.world_size]]).to(ctx.device)
+                with autocast:
+                    # DDP averages gradients over ranks: scaling by world_size makes the step
+                    # the gradient of the mean loss over the whole global batch.
+                    loss = net(batch, cfg.word_dropout).sum() * ctx.world_size / len(index)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
-                n_tokens = int(batch.mask.sum())
-                state.epoch_loss += loss.item() * len(index)
+                n_tokens = sum(lengths[i] for i in index)
+                state.epoch_loss += loss.item() * len(index) / ctx.world_size  # rank 0's share
                 state.epoch_tokens += n_tokens
                 state.step += 1
                 tokens_here += n_tokens
@@ -215,8 +239,14 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
             bar.close()
         train_seconds = time.perf_counter() - epoch_start
         scheduler.step()
+        if not ctx.is_main:
+            stop = share_flag(ctx, False)
+            state.epoch, state.step, state.epoch_loss, state.epoch_tokens = state.epoch + 1, 0, 0.0, 0
+            if stop:
+                break
+            continue
         dev = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
-        record = {"epoch": state.epoch, "train_loss": state.epoch_loss / len(encoded),
+        record = {"epoch": state.epoch, "train_loss": state.epoch_loss * ctx.world_size / len(encoded),
                   "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2),
                   "tokens_per_s": round(tokens_here / train_seconds, 1),
                   "elapsed_seconds": round(time.perf_counter() - start, 2)}
@@ -238,9 +268,17 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
                 log.info("no dev gain for %d epochs: stopping after epoch %d", state.stale, state.epoch)
         state.epoch, state.step, state.epoch_loss, state.epoch_tokens = state.epoch + 1, 0, 0.0, 0
         checkpoint()
+        if share_flag(ctx, state.stale >= cfg.patience):
+            break
+    checksums = gather_checksums(ctx, model)
+    if not ctx.is_main:
+        return {}
+    if len(set(checksums)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {checksums}")
     model.load_state_dict(best_state)
 
-    metrics = {"best_epoch": state.best_epoch, "epochs_run": len(state.history),
+    metrics = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "world_size": ctx.world_size,
+               "rank_weight_checksums": checksums,
                "train_wall_seconds": round(sum(r["epoch_seconds"] for r in state.history), 1)}
     dev_pred = None
     if dev_sents:

@@ -53,7 +53,11 @@ def load_dataset(data: str | None, dev_data: str | None = None, test_data: str |
     sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
     if dev_data is None and test_data is None:
         train, dev, test = split_canonical(sentences)
+        if not train:
+            raise DataError(_none_in("train", len(sentences)), path=path)
         return Dataset(train, dev, test, {"train": info, "split": "canonical i%10: 0 test, 1 dev, rest train"})
+    if not sentences:
+        raise DataError("no sentences found: nothing to train on", path=path)
     dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
     test, test_info = read_file(test_data, fmt, encoding, tag_column) if test_data else ([], None)
     return Dataset(sentences, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
@@ -65,7 +69,19 @@ def select_split(data: str | None, split: str, fmt=None, encoding=None, tag_colu
 
     path = resolve_data_path(data)
     sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
-    if split == "all":
-        return sentences, info
-    train, dev, test = split_canonical(sentences)
-    return {"train": train, "dev": dev, "test": test}[split], info
+    if split != "all":
+        train, dev, test = split_canonical(sentences)
+        chosen = {"train": train, "dev": dev, "test": test}[split]
+        if not chosen:
+            raise DataError(_none_in(split, len(sentences)), path=path)
+        return chosen, info
+    if not sentences:
+        raise DataError("no sentences found: nothing to evaluate", path=path)
+    return sentences, info
+
+
+def _none_in(split: str, n: int) -> str:
+    if not n:
+        return "no sentences found"
+    return (f"the {split} split is empty: the file has only {n} sentence{'s' if n != 1 else ''} and the "
+            "canonical split takes i % 10 == 0 for test, == 1 for dev, the rest for train")

@@ -39,6 +39,7 @@ class _Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # state stays float32 under AMP
     def forward(ctx, xp: Tensor, w_hh: Tensor, mask: Tensor) -> Tensor:
         D2, B, T, G = xp.shape
         H = G // 4
@@ -72,6 +73,7 @@ class _Recurrence(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out: Tensor):
         w_hh, mask, act, cells, hs, tanh_c = ctx.saved_tensors
         D2, B, T, G = act.shape

@@ -78,12 +78,16 @@ class BiLSTMTagger(nn.Module):
         h = self.dropout(self.lstm(x, batch.mask))
         return self.emission(h)
 
+    def forward(self, batch: Batch, word_dropout: float = 0.0) -> Tensor:
+        """The training loss (see ``loss``); forward so that DistributedDataParallel can wrap it."""
+        return self.loss(batch, word_dropout)
+
     def loss(self, batch: Batch, word_dropout: float = 0.0) -> Tensor:
         """-> (B,) loss per sentence: CRF negative log-likelihood, or the class-weighted
         cross-entropy summed over the sentence's tokens for the softmax decoder."""
         scores = self.emissions(batch, word_dropout)
         if self.crf is not None:
-            return self.crf.neg_log_likelihood(scores, batch.tags, batch.mask)
+            return self.crf.neg_log_likelihood(scores.float(), batch.tags, batch.mask)  # float32 under AMP
         B, T, K = scores.shape
         ce = nn.functional.cross_entropy(scores.reshape(B * T, K), batch.tags.reshape(B * T),
                                          weight=self.class_weights, reduction="none").view(B, T)
