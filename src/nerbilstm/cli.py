@@ -149,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument("--out", help="also write the JSON to this file")
+
+    p = sub.add_parser("export", help="export a model as one TorchScript or ONNX file", formatter_class=_formatter,
+                       description="Write the tagger (emissions and Viterbi/argmax decoding) as one file that "
+                                   "runs without nerbilstm: TorchScript (torch only) or ONNX (onnxruntime; "
+                                   "needs the export extra). The vocabularies, labels and id rules travel "
+                                   "inside it as nerbilstm.json.",
+                       epilog="examples:\n"
+                              "  nerbilstm export --out tagger.pt                  # the shipped model, TorchScript\n"
+                              "  nerbilstm export --model runs/crf --format onnx --out tagger.onnx\n")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--format", choices=("torchscript", "onnx"), default=None,
+                   help="(default: onnx if --out ends in .onnx, else torchscript)")
+    p.add_argument("--out", required=True, help="file to write (replaced atomically)")
     return parser
 
 
@@ -158,7 +171,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "serve": cmd_serve, "bench": cmd_bench}[args.command](args)
+                "serve": cmd_serve, "bench": cmd_bench, "export": cmd_export}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
 
@@ -193,11 +206,15 @@ def cmd_train(args) -> int:
         args.data = args.data or _checkpoint_data_path(args.resume)
     if not args.out:
         raise NerError("--out DIR is required (or --resume DIR)")
-    data = load_dataset(args.data, args.dev_data, args.test_data, args.format, args.encoding, args.tag_column,
-                        args.max_sentences)
+    from nerbilstm.data.dataset import stream_dataset
+
+    reader = stream_dataset if train_config.stream_chunk else load_dataset
+    data = reader(args.data, args.dev_data, args.test_data, args.format, args.encoding, args.tag_column,
+                  args.max_sentences)
     _log_notes(data.info)
-    logging.getLogger("nerbilstm").info("sentences: %d train, %d dev, %d test",
-                                        len(data.train), len(data.dev), len(data.test))
+    logging.getLogger("nerbilstm").info("sentences: %s train, %d dev, %d test",
+                                        "streamed" if train_config.stream_chunk else len(data.train),
+                                        len(data.dev), len(data.test))
     from nerbilstm.distributed import setup, teardown
 
     ctx = setup(train_config.device, args.distributed)
@@ -297,6 +314,15 @@ def cmd_bench(args) -> int:
     from nerbilstm.bench import run_benchmark, write_report
 
     write_report(run_benchmark(args.data, args.model, args.repeats, args.threads, args.quick), args.out)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from nerbilstm.export import export_model
+
+    fmt = args.format or ("onnx" if args.out.lower().endswith(".onnx") else "torchscript")
+    out = export_model(args.model, args.out, fmt)
+    print(f"{fmt} model written to {out}")
     return 0
 
 

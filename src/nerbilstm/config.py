@@ -51,6 +51,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     amp: str = "none"  # "bf16": mixed precision on CUDA; the LSTM state and the CRF stay float32
+    stream_chunk: int = 0  # >0: re-read the training file every epoch, N sentences in memory at a time
     checkpoint_every: int = 0  # also write a checkpoint every N batches (0: after every epoch only)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -59,10 +59,10 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     plt.close(fig)
 
 
-def plot_tag_distribution(tag_lists: Sequence[Sequence[str]], path: str | Path) -> None:
+def plot_tag_distribution(tag_counts: Mapping[str, int], path: str | Path) -> None:
     """Count of each tag in the data, on a log scale (O dwarfs the rest)."""
     plt = _pyplot()
-    counts = Counter(t for tags in tag_lists for t in tags).most_common()
+    counts = Counter(tag_counts).most_common()
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar([c for c, _ in counts], [n for _, n in counts], color="tab:blue")
     ax.set_yscale("log")
@@ -75,7 +75,8 @@ def plot_tag_distribution(tag_lists: Sequence[Sequence[str]], path: str | Path) 
     plt.close(fig)
 
 
-def write_run_plots(directory: str | Path, history=None, gold=None, pred=None, labels=None, train_tags=None) -> list[Path]:
+def write_run_plots(directory: str | Path, history=None, gold=None, pred=None, labels=None,
+                    tag_counts: Mapping[str, int] | None = None) -> list[Path]:
     """Write whichever plots the given material allows into ``directory``; -> paths written."""
     from nerbilstm.metrics import confusion_matrix
 
@@ -88,7 +89,7 @@ def write_run_plots(directory: str | Path, history=None, gold=None, pred=None, l
     if gold is not None and pred is not None and labels:
         plot_confusion(confusion_matrix(gold, pred, labels), labels, directory / "confusion_matrix.png")
         written.append(directory / "confusion_matrix.png")
-    if train_tags:
-        plot_tag_distribution(train_tags, directory / "tag_distribution.png")
+    if tag_counts:
+        plot_tag_distribution(tag_counts, directory / "tag_distribution.png")
         written.append(directory / "tag_distribution.png")
     return written

@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections import Counter
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +27,8 @@ from nerbilstm import __version__
 from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, restore_optimizer,
                                   save_checkpoint, set_rng_state)
 from nerbilstm.config import ModelConfig, TrainConfig, from_dict
-from nerbilstm.data.batching import collate, encode, length_buckets
+from nerbilstm.data.batching import collate
+from nerbilstm.data.sources import InMemoryBatches, StreamedBatches, scan
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.distributed import Context, gather_checksums, setup, share_flag
 from nerbilstm.errors import DataError, NerError
@@ -64,9 +66,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def class_weights(tag_lists: Sequence[Sequence[str]], labels: Sequence[str]) -> torch.Tensor:
-    """The original's weights n / (k * count_c) over the training tags -> (K,)."""
-    counts = Counter(t for tags in tag_lists for t in tags)
+def class_weights(counts: Counter, labels: Sequence[str]) -> torch.Tensor:
+    """The original's weights n / (k * count_c) over the training tag counts -> (K,)."""
     n, k = sum(counts.values()), len(labels)
     return torch.tensor([n / (k * counts[c]) if counts[c] else 0.0 for c in labels], dtype=torch.float32)
 
@@ -92,9 +93,9 @@ def check_labels(sentences, vocab: Vocab, name: str) -> None:
                                 f"({', '.join(vocab.labels)})", path=getattr(s, "path", None), line=s.line or None)
 
 
-def build_tagger(train_sents, model_config: ModelConfig, cfg: TrainConfig, pretrained,
+def build_tagger(train_sents, vocab: Vocab, model_config: ModelConfig, cfg: TrainConfig, pretrained,
                  init_from: str | Path | None) -> tuple[BiLSTMTagger, Vocab, ModelConfig]:
-    """A fresh model (vocabulary from the training data, word table from the pretrained vectors),
+    """A fresh model (``vocab`` from the training data, word table from the pretrained vectors),
     or one that starts from a trained model's weights and vocabulary (``init_from``)."""
     if init_from is not None:
         base = Tagger.load(init_from, pretrained=None)
@@ -107,7 +108,6 @@ def build_tagger(train_sents, model_config: ModelConfig, cfg: TrainConfig, pretr
         missing, _ = model.load_state_dict(base.model.state_dict(), strict=False)
         log.info("initialised from %s (new: %s)", init_from, ", ".join(missing) or "nothing")
         return model, vocab, model_config
-    vocab = Vocab.build((s.tokens for s in train_sents), (s.tags for s in train_sents), cfg.min_word_count)
     model_config.word_dim = pretrained.dim
     model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
     n_found = init_word_vectors(model, vocab, pretrained, cfg.seed)
@@ -138,8 +138,6 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     out_dir = Path(out_dir)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    if not train_sents:
-        raise DataError("no training sentences")
     ckpt_state, ckpt_tensors = read_checkpoint(out_dir) if resume else (None, None)
     if ckpt_state is not None:
         if data_info and ckpt_state.get("data", {}).get("train", {}).get("sha256") != \
@@ -156,20 +154,26 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     pretrained = load_embeddings(cfg.embeddings)
+    scanned_vocab, tag_counts, n_train = scan(train_sents, cfg.min_word_count)
+    if n_train == 0:
+        raise DataError("no training sentences")
     if ckpt_state is not None:
         vocab = Vocab.from_dict(ckpt_state["vocab"])
         model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
     else:
-        model, vocab, model_config = build_tagger(train_sents, model_config, cfg, pretrained, init_from)
-    model.class_weights.copy_(class_weights([s.tags for s in train_sents], vocab.labels))
+        model, vocab, model_config = build_tagger(train_sents, scanned_vocab, model_config, cfg, pretrained,
+                                                  init_from)
+    model.class_weights.copy_(class_weights(tag_counts, vocab.labels))
 
     model.to(ctx.device)
     net = model
     if ctx.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-    encoded = [encode(s.tokens, vocab, s.tags) for s in train_sents]
-    lengths = [len(e.words) for e in encoded]
+    if cfg.stream_chunk:
+        source = StreamedBatches(train_sents, vocab, cfg.batch_size, cfg.seed, cfg.stream_chunk, n_train)
+    else:
+        source = InMemoryBatches(train_sents, vocab, cfg.batch_size, cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     state, best_state = Progress(), None
@@ -201,25 +205,25 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     while state.epoch <= cfg.epochs and state.stale < cfg.patience:
         epoch_start = time.perf_counter()
         model.train()
-        batches = length_buckets(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + state.epoch)
         # Every rank takes its slice of each global batch; all ranks must run the same steps.
-        batches = [b for b in batches if len(b) >= ctx.world_size]
-        bar = _progress(len(batches), f"epoch {state.epoch}/{cfg.epochs}", show_bar, initial=state.step)
+        batches = islice(source.epoch(state.epoch, min_batch=ctx.world_size), state.step, None)
+        total = source.count_batches(state.epoch, ctx.world_size) if show_bar else None
+        bar = _progress(total, f"epoch {state.epoch}/{cfg.epochs}", show_bar, initial=state.step)
         tokens_here = 0
         try:
-            for index in batches[state.step:]:
-                batch = collate([encoded[i] for i in index[ctx.rank :: ctx.world_size]]).to(ctx.device)
+            for items in batches:
+                batch = collate(items[ctx.rank :: ctx.world_size]).to(ctx.device)
                 with autocast:
                     # DDP averages gradients over ranks: scaling by world_size makes the step
                     # the gradient of the mean loss over the whole global batch.
-                    loss = net(batch, cfg.word_dropout).sum() * ctx.world_size / len(index)
+                    loss = net(batch, cfg.word_dropout).sum() * ctx.world_size / len(items)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
-                n_tokens = sum(lengths[i] for i in index)
-                state.epoch_loss += loss.item() * len(index) / ctx.world_size  # rank 0's share
+                n_tokens = sum(len(e.words) for e in items)
+                state.epoch_loss += loss.item() * len(items) / ctx.world_size  # rank 0's share
                 state.epoch_tokens += n_tokens
                 state.step += 1
                 tokens_here += n_tokens
@@ -246,7 +250,7 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
                 break
             continue
         dev = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
-        record = {"epoch": state.epoch, "train_loss": state.epoch_loss * ctx.world_size / len(encoded),
+        record = {"epoch": state.epoch, "train_loss": state.epoch_loss * ctx.world_size / n_train,
                   "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2),
                   "tokens_per_s": round(tokens_here / train_seconds, 1),
                   "elapsed_seconds": round(time.perf_counter() - start, 2)}
@@ -297,7 +301,7 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
 
         dev_gold = [s.tags for s in dev_sents] if dev_sents else None
         write_run_plots(out_dir, state.history, dev_gold, dev_pred, label_set(vocab.labels, dev_gold or []),
-                        [s.tags for s in train_sents])
+                        tag_counts)
     return metrics
 
 

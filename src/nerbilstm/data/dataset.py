@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,51 @@ def read_file(path, fmt=None, encoding=None, tag_column=-1, max_sentences=None):
     info = {"path": str(path), "sha256": sha256_file(path), "format": corpus.format, "encoding": corpus.encoding,
             "sentences": len(corpus.sentences), "notes": list(corpus.notes)}
     return corpus.sentences, info
+
+
+class StreamedTrain:
+    """The training sentences of a file, read afresh on every iteration (constant memory).
+
+    With ``canonical`` the sentences the canonical split gives to dev and test are left out.
+    """
+
+    def __init__(self, path, fmt=None, encoding=None, tag_column=-1, max_sentences=None, canonical=True):
+        self.args = (path, fmt, encoding, tag_column)
+        self.max_sentences, self.canonical = max_sentences, canonical
+
+    def __iter__(self):
+        from nerbilstm.data.readers import iter_sentences
+
+        with iter_sentences(*self.args) as stream:
+            for i, sentence in enumerate(islice(stream, self.max_sentences)):
+                if not self.canonical or i % 10 >= 2:
+                    yield sentence
+
+
+def stream_dataset(data: str | None, dev_data: str | None = None, test_data: str | None = None, fmt=None,
+                   encoding=None, tag_column: int = -1, max_sentences: int | None = None) -> Dataset:
+    """Like load_dataset, but the training sentences stay on disk (StreamedTrain); one pass here
+    keeps the canonical dev and test sentences (or reads the separate dev/test files)."""
+    from nerbilstm.data.readers import iter_sentences
+    from nerbilstm.io import sha256_file
+
+    path = resolve_data_path(data)
+    canonical = dev_data is None and test_data is None
+    dev, test, n = [], [], 0
+    with iter_sentences(path, fmt, encoding, tag_column) as stream:
+        for n, sentence in enumerate(islice(stream, max_sentences), 1):
+            if canonical and (n - 1) % 10 < 2:
+                (test if (n - 1) % 10 == 0 else dev).append(sentence)
+        info = {"path": str(path), "sha256": sha256_file(path), "format": stream.format, "encoding": stream.encoding,
+                "sentences": n, "notes": list(stream.notes), "streamed": True}
+    if n < (3 if canonical else 1):
+        raise DataError(_none_in("train", n) if canonical else "no sentences found: nothing to train on", path=path)
+    train = StreamedTrain(path, fmt, encoding, tag_column, max_sentences, canonical)
+    if canonical:
+        return Dataset(train, dev, test, {"train": info, "split": "canonical i%10: 0 test, 1 dev, rest train"})
+    dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
+    test, test_info = read_file(test_data, fmt, encoding, tag_column) if test_data else ([], None)
+    return Dataset(train, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
 
 
 def load_dataset(data: str | None, dev_data: str | None = None, test_data: str | None = None, fmt=None,

@@ -52,8 +52,13 @@ class Vocab:
 
     @classmethod
     def build(cls, token_lists: Iterable[list[str]], tag_lists: Iterable[list[str]], min_count: int = 1) -> "Vocab":
+        return cls.build_pairs(zip(token_lists, tag_lists), min_count)
+
+    @classmethod
+    def build_pairs(cls, pairs: Iterable[tuple[list[str], list[str]]], min_count: int = 1) -> "Vocab":
+        """From (tokens, tags) of each sentence, in one pass (the sentences may be streamed)."""
         words, chars, tags = Counter(), Counter(), Counter()
-        for tokens, sent_tags in zip(token_lists, tag_lists):
+        for tokens, sent_tags in pairs:
             words.update(normalize_word(t) for t in tokens)
             for t in tokens:
                 chars.update(t)
