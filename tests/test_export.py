@@ -30,7 +30,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 VARIANTS = [("crf", True), ("crf", False), ("softmax", True)]
 # Tokens that exercise the id mapping: unknown words and characters, every casing class,
 # a token longer than MAX_WORD_CHARS.
-ODD = ["U.S.", "2024", "3rd", "iPhone", "--", "Zanzibar", "ÉCOLE", "x" * 40, "NATO", "a"]
+ODD = ["U.S.", "2024", "3rd", "iPhone", "--", "Zanzibar", "ÉCOLE", "x" * 40, "NATO", "a", "½"]
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +108,17 @@ def test_scripted_module_matches_eager(corpus, vocab, decoder, constrained):
         with torch.no_grad():
             ref = model.decode(batch)
             assert_same(*scripted(*inputs(batch, 8)), ref)
+
+
+@pytest.mark.parametrize("decoder", ["crf", "softmax"])
+def test_without_char_and_case_features(corpus, vocab, decoder):
+    torch.manual_seed(1)
+    model = BiLSTMTagger(ModelConfig(word_dim=8, char_dim=0, case_dim=0, hidden_size=5, layers=1, decoder=decoder),
+                         len(vocab.words), len(vocab.chars), vocab.labels).eval()
+    scripted = torch.jit.script(ExportedTagger(model))
+    for batch in batches(corpus, vocab):
+        with torch.no_grad():
+            assert_same(*scripted(*inputs(batch, 8)), model.decode(batch))
 
 
 def test_pretrained_vectors_input(corpus, vocab):

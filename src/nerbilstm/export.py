@@ -28,6 +28,8 @@ unknown-word vector, exactly as ``Tagger.load(dir, pretrained=None)`` does.
 The archive's metadata (``nerbilstm.json``: TorchScript extra file, ONNX metadata_props)
 holds what a user needs to map tokens to ids with plain Python: labels, word and char
 vocabularies, casing classes and the casing rule, ``max_word_chars`` and the lowercasing rule.
+Read it with ``torch.jit.load(path, _extra_files={"nerbilstm.json": ""})`` (the dict is filled
+in) or from ``onnx.load(path).metadata_props``; tests/test_export.py has a torch-only client.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import io
 import json
 import warnings
 from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
