@@ -11,19 +11,12 @@ Skips only where no Chromium executable exists (install: .ci/install-browser).
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from nerbilstm.config import ModelConfig, TrainConfig
-from nerbilstm.predict import Tagger
-from nerbilstm.train import train
-
-from synthetic import synthetic_sentences
+from servers import live_server, tiny_tagger
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -52,30 +45,10 @@ def browser_path():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser_path):
-    import uvicorn
-
     from nerbilstm.serve.app import create_app
 
-    out = tmp_path_factory.mktemp("browser") / "model"
-    sents = synthetic_sentences(300, seed=1)
-    train(sents[:240], sents[240:], ModelConfig(hidden_size=16, layers=1),
-          TrainConfig(epochs=3, batch_size=16, lr=0.01), out, progress=False, plots=False)
-    app = create_app(Tagger.load(out))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with live_server(create_app(tiny_tagger(tmp_path_factory.mktemp("browser") / "model"))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from nerbilstm.data.readers import write_gmb_csv
 

@@ -1,11 +1,8 @@
 """The HTTP server: API shape and offsets, limits and errors, the page and its assets, offline
 docs, concurrency and micro-batching. A tiny model trained on the made-up corpus serves."""
 
-import contextlib
 import json
 import re
-import socket
-import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -20,53 +17,21 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
     from fastapi.testclient import TestClient
 
-from nerbilstm.config import ModelConfig, TrainConfig
 from nerbilstm.errors import NerError
-from nerbilstm.predict import Tagger
 from nerbilstm.serve.app import ENTITY_TYPES, STATIC_DIR, create_app
-from nerbilstm.train import train
 
-from synthetic import synthetic_sentences
+from servers import live_server, tiny_tagger
 
 
 @pytest.fixture(scope="module")
 def tagger(tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "model"
-    sents = synthetic_sentences(300, seed=1)
-    train(sents[:240], sents[240:], ModelConfig(hidden_size=16, layers=1),
-          TrainConfig(epochs=3, batch_size=16, lr=0.01), out, progress=False, plots=False)
-    return Tagger.load(out)
+    return tiny_tagger(tmp_path_factory.mktemp("serve") / "model")
 
 
 @pytest.fixture(scope="module")
 def client(tagger):
     with TestClient(create_app(tagger)) as c:
         yield c
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 class FakeTagger:

@@ -518,12 +518,7 @@ class SentenceStream(Iterator[Sentence]):
         tags: list[str] = []
         start = 0
         for line, row in rows:
-            if len(row) < need:
-                raise self._error(
-                    f"row has {len(row)} column{'s' if len(row) != 1 else ''}, expected "
-                    f"{len(header)} ({','.join(c.strip(_ASCII_WS) for c in header)})",
-                    line,
-                )
+            self._check_columns(row, need, header, line)
             first = row[si].strip(_ASCII_WS)
             if first.startswith("Sentence:"):
                 if tokens:
@@ -540,6 +535,14 @@ class SentenceStream(Iterator[Sentence]):
         if tokens:
             yield self._emit(tokens, tags, start)
 
+    def _check_columns(self, row: list[str], need: int, header: list[str], line: int) -> None:
+        if len(row) < need:
+            raise self._error(
+                f"row has {len(row)} column{'s' if len(row) != 1 else ''}, expected "
+                f"{len(header)} ({','.join(c.strip(_ASCII_WS) for c in header)})",
+                line,
+            )
+
     def _read_text_labels(self, lines: Iterator[str]) -> Iterator[Sentence]:
         rows = self._csv_rows(lines)
         _, header, idx = self._header(
@@ -548,12 +551,7 @@ class SentenceStream(Iterator[Sentence]):
         xi, yi = idx["text"], idx["labels"]
         need = max(xi, yi) + 1
         for line, row in rows:
-            if len(row) < need:
-                raise self._error(
-                    f"row has {len(row)} column{'s' if len(row) != 1 else ''}, expected "
-                    f"{len(header)} ({','.join(c.strip(_ASCII_WS) for c in header)})",
-                    line,
-                )
+            self._check_columns(row, need, header, line)
             text = row[xi].strip(_ASCII_WS)
             labels = row[yi].strip(_ASCII_WS)
             tokens = _LIST_SPLIT.split(text) if text else []
