@@ -42,6 +42,7 @@ class TrainConfig:
     lr_decay: float = 0.9  # learning rate multiplied by this after every epoch
     clip: float = 5.0  # max gradient norm
     weight_decay: float = 0.0
+    class_weighting: str = "balanced"  # softmax decoder: "balanced" n / (k * count_c) as the original, or "none"
     word_dropout: float = 0.05  # probability of replacing a word by the unknown word while training
     patience: int = 3  # epochs without dev entity-F1 gain before stopping
     seed: int = 13

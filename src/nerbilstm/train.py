@@ -163,7 +163,10 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     else:
         model, vocab, model_config = build_tagger(train_sents, scanned_vocab, model_config, cfg, pretrained,
                                                   init_from)
-    model.class_weights.copy_(class_weights(tag_counts, vocab.labels))
+    if cfg.class_weighting not in ("balanced", "none"):
+        raise NerError(f"--class-weighting must be balanced or none, got {cfg.class_weighting!r}")
+    balanced = cfg.class_weighting == "balanced"
+    model.class_weights.copy_(class_weights(tag_counts, vocab.labels) if balanced else torch.ones(len(vocab.labels)))
 
     model.to(ctx.device)
     net = model
