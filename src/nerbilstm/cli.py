@@ -194,13 +194,9 @@ def cmd_train(args) -> int:
                                   if f.name != "max_sentences"}, max_sentences=args.max_sentences)
     try:
         model_config.validate()
+        train_config.validate()
     except ValueError as err:
         raise NerError(str(err)) from None
-    for name in ("epochs", "batch_size", "patience"):
-        if getattr(train_config, name) < 1:
-            raise NerError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(train_config, name)}")
-    if not 0.0 <= train_config.word_dropout <= 1.0:
-        raise NerError(f"--word-dropout must be in [0, 1], got {train_config.word_dropout}")
     if args.resume:
         args.out = args.resume
         args.data = args.data or _checkpoint_data_path(args.resume)

@@ -55,6 +55,19 @@ class TrainConfig:
     stream_chunk: int = 0  # >0: re-read the training file every epoch, N sentences in memory at a time
     checkpoint_every: int = 0  # also write a checkpoint every N batches (0: after every epoch only)
 
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.word_dropout <= 1.0:
+            raise ValueError(f"--word-dropout must be in [0, 1], got {self.word_dropout}")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"--amp must be none or bf16, got {self.amp!r}")
+        if self.class_weighting not in ("balanced", "none"):
+            raise ValueError(f"--class-weighting must be balanced or none, got {self.class_weighting!r}")
+        if self.stream_chunk < 0 or self.checkpoint_every < 0:
+            raise ValueError("--stream-chunk and --checkpoint-every must be >= 0")
+
 
 def from_dict(cls, data: dict):
     """Build a config dataclass from a dict, ignoring keys it does not know."""

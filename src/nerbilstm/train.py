@@ -146,8 +146,10 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
         model_config = from_dict(ModelConfig, ckpt_state["model"])
         train_config = from_dict(TrainConfig, ckpt_state["training"])
     cfg = train_config
-    if cfg.amp not in ("none", "bf16"):
-        raise NerError(f"--amp must be none or bf16, got {cfg.amp!r}")
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise NerError(str(err)) from None
     if cfg.amp == "bf16" and ctx.device.type != "cuda":
         raise NerError("--amp bf16 needs a CUDA device (--device cuda)")
     if cfg.threads:
@@ -163,8 +165,6 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     else:
         model, vocab, model_config = build_tagger(train_sents, scanned_vocab, model_config, cfg, pretrained,
                                                   init_from)
-    if cfg.class_weighting not in ("balanced", "none"):
-        raise NerError(f"--class-weighting must be balanced or none, got {cfg.class_weighting!r}")
     balanced = cfg.class_weighting == "balanced"
     model.class_weights.copy_(class_weights(tag_counts, vocab.labels) if balanced else torch.ones(len(vocab.labels)))
 
