@@ -138,7 +138,8 @@ class BiLSTMTagger(nn.Module):
                 forbid[n, e, i_tag] = True
         # A large finite penalty rather than -inf keeps every step of the recursion finite.
         constrained = self.crf.log_partition(em.masked_fill(forbid, -1e4), mask[rows])
-        return (constrained - self.crf.log_partition(emissions[rows], mask[rows])).exp().clamp(0, 1)
+        full = self.crf.log_partition(emissions, mask)[rows]  # once per sentence, not per span
+        return (constrained - full).exp().clamp(0, 1)
 
     def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The k best tag paths (B, k, T) and their probabilities (B, k) under the CRF."""
