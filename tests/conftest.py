@@ -21,3 +21,12 @@ def gmb_path() -> Path:
     if not path.is_file():
         pytest.skip(f"NERBILSTM_DATA={value} is not a file")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one intra-op thread, and leave the other core to the rest."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -33,12 +33,7 @@ VARIANTS = [("crf", True), ("crf", False), ("softmax", True)]
 ODD = ["U.S.", "2024", "3rd", "iPhone", "--", "Zanzibar", "ÉCOLE", "x" * 40, "NATO", "a", "½"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ from nerbilstm.predict import Tagger, tag_encoded
 
 from synthetic import synthetic_sentences
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and fair to whatever else runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SETTINGS = settings(max_examples=25, deadline=None,
