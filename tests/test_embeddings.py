@@ -217,27 +217,16 @@ def test_bin_truncated(bin_model, tmp_path, cut):
     assert info.value.path == str(bad) and "\n" not in str(info.value)
 
 
-def test_bin_wrong_magic(tmp_path):
+@pytest.mark.parametrize("header, message", [
+    ({"magic": 12345}, "not a fastText model"),
+    ({"version": 10}, "version 10"),
+    ({"quant": True}, "quantized"),
+])
+def test_bin_bad_header_refused(tmp_path, header, message):
     matrix = np.zeros((1 + 3, 2), np.float32)
     path = tmp_path / "bad.bin"
-    write_fasttext_bin(path, ["a"], matrix, bucket=3, magic=12345)
-    with pytest.raises(DataError, match="not a fastText model"):
-        load_embeddings(path)
-
-
-def test_bin_wrong_version(tmp_path):
-    matrix = np.zeros((1 + 3, 2), np.float32)
-    path = tmp_path / "old.bin"
-    write_fasttext_bin(path, ["a"], matrix, bucket=3, version=10)
-    with pytest.raises(DataError, match="version 10"):
-        load_embeddings(path)
-
-
-def test_bin_quantized_refused(tmp_path):
-    matrix = np.zeros((1 + 3, 2), np.float32)
-    path = tmp_path / "q.bin"
-    write_fasttext_bin(path, ["a"], matrix, bucket=3, quant=True)
-    with pytest.raises(DataError, match="quantized"):
+    write_fasttext_bin(path, ["a"], matrix, bucket=3, **header)
+    with pytest.raises(DataError, match=message):
         load_embeddings(path)
     ftz = tmp_path / "model.ftz"
     ftz.write_bytes(path.read_bytes())
