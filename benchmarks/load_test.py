@@ -40,13 +40,12 @@ ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "src" / "nerbilstm" / "default_model"
 
 SENTENCES = [
-    "Thousands of demonstrators have marched through London to protest the war in Iraq and demand the "
-    "withdrawal of British troops from that country.",
-    "Iranian officials say they expect to get access to sealed sensitive parts of the plant Wednesday, "
-    "after an IAEA surveillance system begins functioning.",
-    "Helicopter gunships Saturday pounded militant hideouts in the Orakzai tribal region, where many "
-    "Taliban militants are believed to have fled to avoid an earlier military offensive in nearby "
-    "South Waziristan.",
+    "Several hundred farmers drove their tractors into Lyon on Thursday to protest new water rules "
+    "announced by the regional government.",
+    "Mining officials in Chile say rescuers expect to reach the trapped workers by Sunday, after a "
+    "second drill broke through the rock.",
+    "Coast guard boats on Monday searched the waters off northern Norway, where a fishing trawler lost "
+    "contact with the port of Tromso during a storm.",
     "The U.N. Security Council is expected to vote Friday on a resolution extending the mandate of "
     "peacekeepers in Sudan's Darfur region.",
     "Prime Minister Gordon Brown met U.S. President Barack Obama in London on Tuesday to discuss the "

@@ -42,7 +42,7 @@ def pairs(corpus: Corpus) -> list[tuple[list[str], list[str]]]:
 
 GMB = (
     "Sentence #,Word,POS,Tag\r\n"
-    "Sentence: 1,Thousands,NNS,O\r\n"
+    "Sentence: 1,Hundreds,NNS,O\r\n"
     ",of,IN,O\r\n"
     ",London,NNP,B-geo\r\n"
     ',"10,000",CD,O\r\n'
@@ -64,7 +64,7 @@ def test_gmb_basic(tmp_path):
     assert c.format == "gmb" and c.encoding == "utf-8" and c.path == str(p)
     assert c.notes == [] and c.skipped == 0 and c.repaired == 0
     assert pairs(c) == [
-        (["Thousands", "of", "London", "10,000", "."], ["O", "O", "B-geo", "O", "O"]),
+        (["Hundreds", "of", "London", "10,000", "."], ["O", "O", "B-geo", "O", "O"]),
         (["Hyde", "Park", f"5{NBSP}storm", '"'], ["B-geo", "I-geo", "O", "O"]),
     ]
     assert [s.line for s in c.sentences] == [2, 7]
@@ -417,7 +417,7 @@ def test_iter_sentences_is_a_stream(tmp_path):
     p = put(tmp_path, "c.csv", GMB)
     with iter_sentences(p) as stream:
         assert stream.format == "gmb"
-        assert next(iter(stream)).tokens[0] == "Thousands"
+        assert next(iter(stream)).tokens[0] == "Hundreds"
         rest = list(stream)
     assert len(rest) == 1
     assert stream.encoding == "utf-8"
@@ -531,7 +531,7 @@ def test_real_gmb_file():
         "B-art": 402, "B-eve": 308, "I-art": 297, "I-eve": 253, "B-nat": 201, "I-gpe": 198,
         "I-nat": 51,
     }
-    assert c.sentences[0].line == 2 and c.sentences[0].tokens[0] == "Thousands"
+    assert c.sentences[0].line == 2 and c.sentences[0].tokens[0] == "Hundreds"
     assert any(f"5{NBSP}storm" in s.tokens for s in c.sentences)
     assert any("\u2026" in s.tokens for s in c.sentences)  # byte 0x85
     train, dev, test = split_canonical(c.sentences)

@@ -116,8 +116,8 @@ def test_rejects_non_str():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("Thousands of demonstrators have marched through London.",
-         ["Thousands", "of", "demonstrators", "have", "marched", "through", "London", "."]),
+        ("Hundreds of farmers have driven into Lyon.",
+         ["Hundreds", "of", "farmers", "have", "driven", "into", "Lyon", "."]),
         ("Britain's ruling Labor Party", ["Britain", "'s", "ruling", "Labor", "Party"]),
         ("Iraq’s leader", ["Iraq", "’s", "leader"]),
         ("the rebels' negotiating team", ["the", "rebels", "'", "negotiating", "team"]),
@@ -134,9 +134,9 @@ def test_rejects_non_str():
         ("a $570 million engine", ["a", "$", "570", "million", "engine"]),
         ("some 30% of the population", ["some", "30", "%", "of", "the", "population"]),
         ('slogans such as "Bush Number One Terrorist" and', ["slogans", "such", "as", '"', "Bush", "Number", "One", "Terrorist", '"', "and"]),
-        ("the men arrested (Cholily) was", ["the", "men", "arrested", "(", "Cholily", ")", "was"]),
+        ("the driver named (Ortega) said", ["the", "driver", "named", "(", "Ortega", ")", "said"]),
         ("Why? Because! Yes; no: maybe", ["Why", "?", "Because", "!", "Yes", ";", "no", ":", "maybe"]),
-        ("the giant panda--one of China's", ["the", "giant", "panda", "--", "one", "of", "China", "'s"]),
+        ("the red kite--one of Wales's", ["the", "red", "kite", "--", "one", "of", "Wales", "'s"]),
         ("guess the rest...", ["guess", "the", "rest", "..."]),
         ("HIV/AIDS and 20/20", ["HIV", "/", "AIDS", "and", "20/20"]),
         ("Shi'ite and O'Connor in Côte d'Ivoire", ["Shi'ite", "and", "O'Connor", "in", "Côte", "d'Ivoire"]),
