@@ -531,7 +531,7 @@ def test_real_gmb_file():
         "B-art": 402, "B-eve": 308, "I-art": 297, "I-eve": 253, "B-nat": 201, "I-gpe": 198,
         "I-nat": 51,
     }
-    assert c.sentences[0].line == 2 and c.sentences[0].tokens[0] == "Hundreds"
+    assert c.sentences[0].line == 2 and c.sentences[0].tokens[0] == "Thousands"
     assert any(f"5{NBSP}storm" in s.tokens for s in c.sentences)
     assert any("\u2026" in s.tokens for s in c.sentences)  # byte 0x85
     train, dev, test = split_canonical(c.sentences)
