@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from nerbilstm.model.lstm import BiLSTM, _Recurrence, reverse_within_length
+from nerbilstm.model.lstm import BiLSTM, PackedLayout, _Recurrence
 
 
 def run_reference(ref: torch.nn.LSTM, x, lengths):
@@ -69,10 +69,25 @@ def test_torch_backend_runs_same_weights(seed):
 
 
 def test_recurrence_gradcheck_float64(seed):
-    xp = torch.randn(2, 3, 4, 8, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    layout = PackedLayout.from_mask(mask)
+    xp = torch.randn(2, int(mask.sum()), 8, dtype=torch.float64, requires_grad=True)
     w_hh = torch.randn(2, 8, 2, dtype=torch.float64, requires_grad=True)
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
-    assert gradcheck(lambda a, b: _Recurrence.apply(a, b, mask), (xp, w_hh))
+    assert gradcheck(lambda a, b: _Recurrence.apply(a, b, layout), (xp, w_hh))
+
+
+def test_packed_layout_rows():
+    # lengths 1, 4, 2: sorted longest first -> sentences 1, 2, 0; time-major rows.
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    layout = PackedLayout.from_mask(mask)
+    assert layout.sizes == [3, 2, 1, 1] and layout.starts == [0, 3, 5, 6]
+    # (sentence, step) of each row, as flat positions b * T + t.
+    assert layout.index.tolist() == [4, 8, 0, 5, 9, 6, 7]
+    # Row (t, s) <-> row (len(s) - 1 - t, s): sentence 1's steps 0..3 are rows 0, 3, 5, 6.
+    assert layout.reverse.tolist() == [6, 4, 2, 5, 1, 3, 0]
+    assert torch.equal(layout.reverse[layout.reverse], torch.arange(7))
+    # Previous step of the same sentence, in a table whose first 3 rows are the zero state.
+    assert layout.prev.tolist() == [0, 1, 2, 3, 4, 6, 8]
 
 
 def test_padding_never_changes_a_sentence(seed):
@@ -84,11 +99,3 @@ def test_padding_never_changes_a_sentence(seed):
     mask = torch.arange(9)[None] < torch.tensor([9, 5, 2])[:, None]
     inside = ours(batch, mask)
     assert torch.equal(inside[1, :5], alone[0]) or torch.allclose(inside[1, :5], alone[0], atol=1e-6)
-
-
-def test_reverse_within_length_is_an_involution():
-    x = torch.arange(12.0).view(2, 6)
-    lengths = torch.tensor([4, 6])
-    rev = reverse_within_length(x, lengths)
-    assert rev[0].tolist() == [3, 2, 1, 0, 4, 5]
-    assert torch.equal(reverse_within_length(rev, lengths), x)

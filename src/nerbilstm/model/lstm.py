@@ -1,111 +1,144 @@
 """Our multi-layer bidirectional LSTM: the cell, the recurrence and its backward pass.
 
 Gate order and weight layout follow ``torch.nn.LSTM`` (i, f, g, o; ``W_ih`` of shape
-(4H, D)) so that weights copy across both ways. Both directions of a layer run together:
-the backward direction reads each sentence reversed *within its own length*, so every
-sentence starts at its first (or last) real token and the two directions become one
-left-aligned batch of size 2 x B. One batched matrix product per time step does both.
+(4H, D)) so that weights copy across both ways.
+
+Padding costs nothing: a batch is first *packed*, time-major, its sentences sorted longest
+first (``PackedLayout``), so that the rows of time step t are one contiguous block holding
+only the sentences still running at t; their previous states are the first rows of step
+t-1's block. The backward direction reads each sentence reversed within its own length, so
+it has the very same layout, and both directions run together: one batched matrix product
+per time step. All time steps' input projections are one product per layer.
 
 The recurrence has a hand-written backward pass (``_Recurrence``): back-propagation through
-time with one matrix product per step and the weight gradient accumulated in a single
-product after the loop, instead of autograd recording a dozen small ops per step.
+time with one matrix product and a handful of element-wise ops per step, the activation
+derivatives of all steps computed before the loop in a few large ops, and the weight
+gradient accumulated in a single product after it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 
-def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each sequence within its own length; padding stays where it is.
+@dataclass
+class PackedLayout:
+    """Where the N real tokens of a left-aligned (B, T) batch sit once packed.
 
-    x: (B, T, ...); lengths: (B,) long. The map is its own inverse.
+    Packed row order is time-major with sentences sorted longest first: the rows of step t
+    are ``starts[t] : starts[t] + sizes[t]``, and row k of that block continues row k of step
+    t-1's block. Fields:
+      index   (N,) position b * T + t, in the flattened (B, T) batch, of each packed row;
+      reverse (N,) for row (t, sentence s), the row (len(s) - 1 - t, s): the same token as read
+               by the backward direction (a permutation that is its own inverse);
+      prev    (N,) for the weight gradient: the row of step t-1 of the same sentence, offset by
+               sizes[0] into a state table whose first sizes[0] rows are the zero initial state;
+      sizes, starts: python lists of length T (sentences running at step t, first row of step t).
     """
-    B, T = x.shape[:2]
-    steps = torch.arange(T, device=x.device).expand(B, T)
-    last = (lengths - 1).unsqueeze(1)
-    index = torch.where(steps <= last, last - steps, steps)
-    index = index.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(1, index)
+
+    index: Tensor
+    reverse: Tensor
+    prev: Tensor
+    sizes: list[int]
+    starts: list[int]
+
+    @classmethod
+    def from_mask(cls, mask: Tensor) -> "PackedLayout":
+        """mask: (B, T) bool, left-aligned (every sentence is a prefix of its row), no empty rows."""
+        B, T = mask.shape
+        lengths = mask.sum(1)
+        order = torch.sort(lengths, descending=True, stable=True).indices
+        sorted_lengths = lengths[order]
+        running = torch.arange(T, device=mask.device).unsqueeze(1) < sorted_lengths.unsqueeze(0)  # (T, B)
+        step, rank = running.nonzero(as_tuple=True)  # time-major: step t's rows are ranks 0..sizes[t]-1
+        n = step.numel()
+        row_of = torch.full((T, B), -1, dtype=torch.long, device=mask.device)
+        row_of[step, rank] = torch.arange(n, device=mask.device)
+        sizes = running.sum(1).tolist()
+        starts = [0] * T
+        for t in range(1, T):
+            starts[t] = starts[t - 1] + sizes[t - 1]
+        reverse = row_of[sorted_lengths[rank] - 1 - step, rank]
+        prev = torch.where(step > 0, row_of[(step - 1).clamp(min=0), rank] + sizes[0], rank) if n else step
+        return cls(order[rank] * T + step, reverse, prev, sizes, starts)
 
 
 class _Recurrence(torch.autograd.Function):
-    """LSTM recurrence over pre-projected inputs, both directions batched.
+    """LSTM recurrence over packed input projections, both directions batched.
 
-    forward(xp: (2, B, T, 4H) input projections with bias, w_hh: (2, 4H, H), mask: (B, T) bool)
-    -> h: (2, B, T, H), the hidden state at every step (zero on padding).
-    State is carried unchanged over padding, so a sentence's result never depends on its batch.
+    forward(xp: (2, N, 4H) input projections with bias, w_hh: (2, 4H, H), layout) -> h: (2, N, H),
+    the hidden state of every packed row (direction 1's rows in its own, reversed, reading order).
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # state stays float32 under AMP
-    def forward(ctx, xp: Tensor, w_hh: Tensor, mask: Tensor) -> Tensor:
-        D2, B, T, G = xp.shape
+    def forward(ctx, xp: Tensor, w_hh: Tensor, layout: PackedLayout) -> Tensor:
+        D2, N, G = xp.shape
         H = G // 4
+        n0 = layout.sizes[0] if layout.sizes else 0
         w_hh_t = w_hh.transpose(1, 2)  # (2, H, 4H)
-        act = torch.empty_like(xp)  # sigmoid(i, f), tanh(g), sigmoid(o) per step
-        cells = xp.new_empty(D2, B, T + 1, H)  # c_{t-1} at index t
-        hs = xp.new_empty(D2, B, T + 1, H)  # h_{t-1} at index t
-        tanh_c = xp.new_empty(D2, B, T, H)
-        hs[:, :, 0] = 0
-        cells[:, :, 0] = 0
-        step_mask = mask.t().reshape(T, 1, B, 1)
-        h = hs[:, :, 0]
-        c = cells[:, :, 0]
-        for t in range(T):
-            gates = torch.baddbmm(xp[:, :, t], h, w_hh_t)  # (2, B, 4H)
-            a = act[:, :, t]
+        act = torch.empty_like(xp)  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) of every row
+        hs = xp.new_empty(D2, n0 + N, H)  # h of every row, after n0 rows of zero initial state
+        cells = xp.new_empty(D2, n0 + N, H)  # c, likewise
+        tanh_c = xp.new_empty(D2, N, H)
+        hs[:, :n0] = 0
+        cells[:, :n0] = 0
+        prev = 0  # first row of the previous step's states
+        for n, start in zip(layout.sizes, layout.starts):
+            rows, out = slice(start, start + n), slice(n0 + start, n0 + start + n)
+            gates = torch.baddbmm(xp[:, rows], hs[:, prev : prev + n], w_hh_t)  # (2, n, 4H)
+            a = act[:, rows]
             torch.sigmoid(gates, out=a)
-            a[..., 2 * H : 3 * H] = gates[..., 2 * H : 3 * H].tanh()
+            torch.tanh(gates[..., 2 * H : 3 * H], out=a[..., 2 * H : 3 * H])
             i, f, g, o = a.chunk(4, dim=-1)
-            c_new = torch.addcmul(f * c, i, g)
-            tc = torch.tanh(c_new)
-            tanh_c[:, :, t] = tc
-            h_new = o * tc
-            m = step_mask[t]
-            h = torch.where(m, h_new, h)
-            c = torch.where(m, c_new, c)
-            hs[:, :, t + 1] = h
-            cells[:, :, t + 1] = c
-        out = hs[:, :, 1:] * mask.view(1, B, T, 1)
-        ctx.save_for_backward(w_hh, mask, act, cells, hs, tanh_c)
-        return out
+            c = torch.addcmul(f * cells[:, prev : prev + n], i, g, out=cells[:, out])
+            torch.mul(o, torch.tanh(c, out=tanh_c[:, rows]), out=hs[:, out])
+            prev = n0 + start
+        ctx.layout = layout
+        ctx.save_for_backward(w_hh, act, cells, hs, tanh_c)
+        return hs[:, n0:]
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, grad_out: Tensor):
-        w_hh, mask, act, cells, hs, tanh_c = ctx.saved_tensors
-        D2, B, T, G = act.shape
+    def backward(ctx, grad_h: Tensor):
+        w_hh, act, cells, hs, tanh_c = ctx.saved_tensors
+        layout: PackedLayout = ctx.layout
+        D2, N, G = act.shape
         H = G // 4
-        grad_out = grad_out * mask.view(1, B, T, 1)
+        n0 = layout.sizes[0] if layout.sizes else 0
+        i, f, g, o = act.chunk(4, dim=-1)
+        c_prev = cells.index_select(1, layout.prev)  # (2, N, H)
+        # Before the loop, for all rows at once: d gates = [dc, dc, dc, dh] * local, and
+        # dc receives dh * o * (1 - tanh(c)^2).
+        local = torch.empty_like(act)
+        li, lf, lg, lo = local.chunk(4, dim=-1)
+        torch.mul(g, i - i * i, out=li)
+        torch.mul(c_prev, f - f * f, out=lf)
+        torch.mul(i, 1 - g * g, out=lg)
+        torch.mul(tanh_c, o - o * o, out=lo)
+        del c_prev
+        dc_from_dh = o * (1 - tanh_c * tanh_c)
+        local4 = local.view(D2, N, 4, H)
         grad_gates = torch.empty_like(act)
-        dh = grad_out.new_zeros(D2, B, H)
-        dc = grad_out.new_zeros(D2, B, H)
-        step_mask = mask.t().reshape(T, 1, B, 1)
-        for t in range(T - 1, -1, -1):
-            i, f, g, o = act[:, :, t].chunk(4, dim=-1)
-            tc = tanh_c[:, :, t]
-            m = step_mask[t]
-            dh_t = dh + grad_out[:, :, t]
-            dc_t = torch.addcmul(dc, dh_t * o, 1 - tc * tc)
-            dgate = grad_gates[:, :, t]
-            di, df, dg, do = dgate.chunk(4, dim=-1)
-            torch.mul(dc_t * g, i * (1 - i), out=di)
-            torch.mul(dc_t * cells[:, :, t], f * (1 - f), out=df)
-            torch.mul(dc_t * i, 1 - g * g, out=dg)
-            torch.mul(dh_t * tc, o * (1 - o), out=do)
-            dgate.mul_(m)  # no gradient reaches the gates of a padding step
-            dh = torch.where(m, torch.bmm(dgate, w_hh), dh_t)
-            dc = torch.where(m, dc_t * f, dc)
-        grad_xp = grad_gates if ctx.needs_input_grad[0] else None
+        grad4 = grad_gates.view(D2, N, 4, H)
+        dh = grad_h.new_zeros(D2, n0, H)  # gradient reaching h and c of the step just done
+        dc = grad_h.new_zeros(D2, n0, H)
+        for n, start in zip(reversed(layout.sizes), reversed(layout.starts)):
+            rows = slice(start, start + n)
+            dh_t = dh[:, :n] + grad_h[:, rows]
+            dc_t = torch.addcmul(dc[:, :n], dh_t, dc_from_dh[:, rows])
+            torch.mul(dc_t.unsqueeze(2), local4[:, rows, :3], out=grad4[:, rows, :3])
+            torch.mul(dh_t, local4[:, rows, 3], out=grad4[:, rows, 3])
+            dh[:, :n] = torch.bmm(grad_gates[:, rows], w_hh)
+            torch.mul(dc_t, f[:, rows], out=dc[:, :n])
         grad_w_hh = None
         if ctx.needs_input_grad[1]:
-            # dW_hh = sum_t dgates_t^T h_{t-1}: one product over all steps.
-            grad_w_hh = torch.bmm(
-                grad_gates.reshape(D2, B * T, G).transpose(1, 2), hs[:, :, :-1].reshape(D2, B * T, H)
-            )
-        return grad_xp, grad_w_hh, None
+            # dW_hh = sum over rows of dgates^T h_prev: one product for all steps.
+            grad_w_hh = torch.bmm(grad_gates.transpose(1, 2), hs.index_select(1, layout.prev))
+        return grad_gates if ctx.needs_input_grad[0] else None, grad_w_hh, None
 
 
 class BiLSTMLayer(nn.Module):
@@ -130,15 +163,12 @@ class BiLSTMLayer(nn.Module):
             # A forget-gate bias of 1 helps gradients flow early in training (Jozefowicz et al. 2015).
             self.bias[:, self.hidden_size : 2 * self.hidden_size] = 1.0
 
-    def forward(self, x: Tensor, mask: Tensor, lengths: Tensor) -> Tensor:
-        """x: (B, T, D), mask: (B, T) bool, lengths: (B,) -> (B, T, 2H), zero on padding."""
-        B, T, _ = x.shape
-        both = torch.stack([x, reverse_within_length(x, lengths)])  # (2, B, T, D)
-        xp = torch.baddbmm(
-            self.bias.unsqueeze(1), both.reshape(2, B * T, -1), self.weight_ih.transpose(1, 2)
-        ).view(2, B, T, -1)
-        h = _Recurrence.apply(xp, self.weight_hh, mask)  # (2, B, T, H)
-        return torch.cat([h[0], reverse_within_length(h[1], lengths)], dim=-1)
+    def forward(self, x: Tensor, layout: PackedLayout) -> Tensor:
+        """x: (N, D) packed rows -> (N, 2H): both directions' states at each row's token."""
+        both = torch.stack([x, x.index_select(0, layout.reverse)])  # direction 1 reads reversed
+        xp = torch.baddbmm(self.bias.unsqueeze(1), both, self.weight_ih.transpose(1, 2))  # (2, N, 4H)
+        h = _Recurrence.apply(xp, self.weight_hh, layout)  # (2, N, H)
+        return torch.cat([h[0], h[1].index_select(0, layout.reverse)], dim=-1)
 
 
 class BiLSTM(nn.Module):
@@ -175,13 +205,14 @@ class BiLSTM(nn.Module):
         """x: (B, T, D), mask: (B, T) bool, left-aligned -> (B, T, 2H), zero on padding."""
         if self._backend == "torch":
             return self._forward_torch(x, mask)
-        lengths = mask.sum(1)
-        out = x
+        B, T, D = x.shape
+        layout = PackedLayout.from_mask(mask)
+        h = x.reshape(B * T, D).index_select(0, layout.index)  # (N, D)
         for k, layer in enumerate(self.layers):
             if k > 0 and self.dropout > 0:
-                out = nn.functional.dropout(out, self.dropout, self.training)
-            out = layer(out, mask, lengths)
-        return out
+                h = nn.functional.dropout(h, self.dropout, self.training)
+            h = layer(h, layout)
+        return h.new_zeros(B * T, h.shape[1]).index_copy(0, layout.index, h).view(B, T, -1)
 
     def _forward_torch(self, x: Tensor, mask: Tensor) -> Tensor:
         ref = self.__dict__["_torch_lstm"]
