@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nerbilstm.model.dropout import Dropout
+
 
 class CharCNN(nn.Module):
     """Embeds each word's characters, convolves, and max-pools over the word.
@@ -16,7 +18,7 @@ class CharCNN(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(n_chars, char_dim, padding_idx=0)
         self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = filters
 
     def forward(self, char_ids: Tensor) -> Tensor:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from nerbilstm.model.dropout import dropout as apply_dropout
+
 
 @dataclass
 class PackedLayout:
@@ -132,6 +134,8 @@ class _Recurrence(torch.autograd.Function):
             dc_t = torch.addcmul(dc[:, :n], dh_t, dc_from_dh[:, rows])
             torch.mul(dc_t.unsqueeze(2), local4[:, rows, :3], out=grad4[:, rows, :3])
             torch.mul(dh_t, local4[:, rows, 3], out=grad4[:, rows, 3])
+            if start == 0:
+                break  # the initial state is a constant: no gradient to carry further
             dh[:, :n] = torch.bmm(grad_gates[:, rows], w_hh)
             torch.mul(dc_t, f[:, rows], out=dc[:, :n])
         grad_w_hh = None
@@ -210,7 +214,7 @@ class BiLSTM(nn.Module):
         h = x.reshape(B * T, D).index_select(0, layout.index)  # (N, D)
         for k, layer in enumerate(self.layers):
             if k > 0 and self.dropout > 0:
-                h = nn.functional.dropout(h, self.dropout, self.training)
+                h = apply_dropout(h, self.dropout, self.training)
             h = layer(h, layout)
         return h.new_zeros(B * T, h.shape[1]).index_copy(0, layout.index, h).view(B, T, -1)
 

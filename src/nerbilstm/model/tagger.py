@@ -15,6 +15,7 @@ from nerbilstm.data.batching import Batch
 from nerbilstm.data.vocab import CASES
 from nerbilstm.model.chars import CharCNN
 from nerbilstm.model.crf import CRF, iob2_constraints
+from nerbilstm.model.dropout import Dropout
 from nerbilstm.model.lstm import BiLSTM
 
 
@@ -41,7 +42,7 @@ class BiLSTMTagger(nn.Module):
         if config.case_dim > 0:
             self.case_embed = nn.Embedding(len(CASES), config.case_dim)
             in_dim += config.case_dim
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.lstm = BiLSTM(in_dim, config.hidden_size, config.layers, config.dropout, config.lstm_backend)
         self.emission = nn.Linear(2 * config.hidden_size, K)
         # Class weights of the softmax decoder's cross-entropy (saved with the model).
