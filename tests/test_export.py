@@ -234,7 +234,7 @@ def test_artefact_runs_without_our_package(tmp_path, corpus, vocab, decoder):
     encoded = [encode(t, vocab) for t in token_lists]
     assert got["words"] == [e.words for e in encoded]
     assert got["cases"] == [e.cases for e in encoded]
-    assert got["chars"] == [e.chars for e in encoded]
+    assert got["chars"] == [[list(c) for c in e.chars] for e in encoded]
     tagger = Tagger.load(model_dir, pretrained=None)
     assert got["tags"] == tagger.tags(token_lists)
 

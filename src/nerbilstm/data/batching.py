@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, fields
 from typing import Sequence
@@ -21,7 +22,7 @@ class Encoded:
 
     tokens: list[str]
     words: list[int]
-    chars: list[list[int]]
+    chars: list[Sequence[int]]
     cases: list[int]
     tags: list[int] | None
 
@@ -50,16 +51,39 @@ class Batch:
         return self.mask.sum(1)
 
 
+_TOKEN_CACHE_LIMIT = 500_000  # distinct tokens remembered per vocabulary
+
+
 def encode(tokens: Sequence[str], vocab: Vocab, tags: Sequence[str] | None = None) -> Encoded:
-    """Map one sentence to ids. Unknown tags must be caught by the caller (see check_labels)."""
+    """Map one sentence to ids. Unknown tags must be caught by the caller (see check_labels).
+
+    The ids of each distinct token are computed once per vocabulary and remembered.
+    """
+    cache = vocab.token_cache
     char_index = vocab.char_index
+    ids = []
+    for t in tokens:
+        entry = cache.get(t)
+        if entry is None:
+            if len(cache) >= _TOKEN_CACHE_LIMIT:
+                cache.clear()
+            entry = cache[t] = (vocab.word_id(t), tuple(char_index.get(c, 1) for c in t[:MAX_WORD_CHARS]),
+                                casing(t))
+        ids.append(entry)
     return Encoded(
         tokens=list(tokens),
-        words=[vocab.word_id(t) for t in tokens],
-        chars=[[char_index.get(c, 1) for c in t[:MAX_WORD_CHARS]] for t in tokens],
-        cases=[casing(t) for t in tokens],
+        words=[e[0] for e in ids],
+        chars=[e[1] for e in ids],
+        cases=[e[2] for e in ids],
         tags=None if tags is None else [vocab.label_index[t] for t in tags],
     )
+
+
+def _positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items of the given lengths laid end to end: (item of each element, index within its item)."""
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    return owner, np.arange(int(lengths.sum())) - starts[owner]
 
 
 def collate(items: Sequence[Encoded], pretrained=None) -> Batch:
@@ -69,22 +93,30 @@ def collate(items: Sequence[Encoded], pretrained=None) -> Batch:
     get its vector (a word never seen in training still gets its pretrained meaning).
     """
     B = len(items)
-    T = max(1, max(len(e.words) for e in items))
-    L = max(1, max((len(c) for e in items for c in e.chars), default=1))
+    lengths = np.fromiter((len(e.words) for e in items), np.int64, B)
+    n = int(lengths.sum())
+    T = max(1, int(lengths.max(initial=0)))
+    rows, cols = _positions(lengths)
+
+    def flat(seqs) -> np.ndarray:
+        return np.fromiter(itertools.chain.from_iterable(seqs), np.int64, n)
+
     words = np.zeros((B, T), dtype=np.int64)
     cases = np.zeros((B, T), dtype=np.int64)
-    chars = np.zeros((B, T, L), dtype=np.int64)
     mask = np.zeros((B, T), dtype=bool)
-    tags = np.zeros((B, T), dtype=np.int64) if items[0].tags is not None else None
-    for b, e in enumerate(items):
-        n = len(e.words)
-        words[b, :n] = e.words
-        cases[b, :n] = e.cases
-        mask[b, :n] = True
-        for t, c in enumerate(e.chars):
-            chars[b, t, : len(c)] = c
-        if tags is not None:
-            tags[b, :n] = e.tags
+    words[rows, cols] = flat(e.words for e in items)
+    cases[rows, cols] = flat(e.cases for e in items)
+    mask[rows, cols] = True
+    tags = None
+    if items[0].tags is not None:
+        tags = np.zeros((B, T), dtype=np.int64)
+        tags[rows, cols] = flat(e.tags for e in items)
+    char_lengths = np.fromiter((len(c) for e in items for c in e.chars), np.int64, n)
+    L = max(1, int(char_lengths.max(initial=0)))
+    chars = np.zeros((B, T, L), dtype=np.int64)
+    token, k = _positions(char_lengths)
+    chars[rows[token], cols[token], k] = np.fromiter(
+        itertools.chain.from_iterable(c for e in items for c in e.chars), np.int64, int(char_lengths.sum()))
     batch = Batch(torch.from_numpy(words), torch.from_numpy(chars), torch.from_numpy(cases),
                   torch.from_numpy(mask), None if tags is None else torch.from_numpy(tags))
     if pretrained is not None:

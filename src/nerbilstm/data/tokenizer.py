@@ -82,9 +82,18 @@ def tokenize(text: str) -> list[Token]:
     if not isinstance(text, str):
         raise TypeError(f"tokenize() needs a str, got {type(text).__name__}")
     out: list[Token] = []
+    append, make = out.append, _make_token
     for m in _CHUNK.finditer(text):
-        _chunk(text, m.start(), m.end(), out)
+        chunk = m.group()
+        if len(chunk) == 1 or chunk.isalnum():  # the common cases: one character, a plain word
+            start, end = m.span()
+            append(make(Token, (chunk, start, end)))
+        else:
+            _chunk(text, m.start(), m.end(), out)
     return out
+
+
+_make_token = tuple.__new__  # Token(...) without the keyword-argument handling of its __new__
 
 
 def _chunk(text: str, start: int, end: int, out: list[Token]) -> None:

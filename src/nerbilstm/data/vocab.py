@@ -49,6 +49,8 @@ class Vocab:
         self.word_index = {w: i for i, w in enumerate(self.words)}
         self.char_index = {c: i for i, c in enumerate(self.chars)}
         self.label_index = {t: i for i, t in enumerate(self.labels)}
+        # token -> (word id, char ids, casing class), filled by data.batching.encode.
+        self.token_cache: dict[str, tuple[int, tuple[int, ...], int]] = {}
 
     @classmethod
     def build(cls, token_lists: Iterable[list[str]], tag_lists: Iterable[list[str]], min_count: int = 1) -> "Vocab":

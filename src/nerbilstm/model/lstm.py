@@ -68,6 +68,12 @@ class PackedLayout:
         return cls(order[rank] * T + step, reverse, prev, sizes, starts)
 
 
+def _tanh(x: Tensor, out: Tensor) -> Tensor:
+    """tanh(x) as 2 sigmoid(2x) - 1 (within 2e-7 of it in float32): on a CPU ``torch.tanh``
+    costs about 3 times these three ops, ``torch.sigmoid`` being vectorized much better."""
+    return torch.sigmoid(x * 2.0, out=out).mul_(2.0).sub_(1.0)
+
+
 class _Recurrence(torch.autograd.Function):
     """LSTM recurrence over packed input projections, both directions batched.
 
@@ -93,11 +99,12 @@ class _Recurrence(torch.autograd.Function):
             rows, out = slice(start, start + n), slice(n0 + start, n0 + start + n)
             gates = torch.baddbmm(xp[:, rows], hs[:, prev : prev + n], w_hh_t)  # (2, n, 4H)
             a = act[:, rows]
+            gates[..., 2 * H : 3 * H].mul_(2.0)  # one sigmoid for all four gates, see _tanh
             torch.sigmoid(gates, out=a)
-            torch.tanh(gates[..., 2 * H : 3 * H], out=a[..., 2 * H : 3 * H])
             i, f, g, o = a.chunk(4, dim=-1)
+            g.mul_(2.0).sub_(1.0)
             c = torch.addcmul(f * cells[:, prev : prev + n], i, g, out=cells[:, out])
-            torch.mul(o, torch.tanh(c, out=tanh_c[:, rows]), out=hs[:, out])
+            torch.mul(o, _tanh(c, out=tanh_c[:, rows]), out=hs[:, out])
             prev = n0 + start
         ctx.layout = layout
         ctx.save_for_backward(w_hh, act, cells, hs, tanh_c)

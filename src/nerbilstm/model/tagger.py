@@ -130,13 +130,24 @@ class BiLSTMTagger(nn.Module):
                 out.append(p)
             return torch.stack(out)
         rows = torch.tensor([b for b, _, _, _ in spans], device=emissions.device)
-        em = emissions[rows].clone()
-        forbid = torch.zeros_like(em, dtype=torch.bool)
+        em = emissions[rows]
+        T = em.shape[1]
+        # Index lists, built in Python once: (span, position, tag) of the span's own tags, and
+        # of the I- tag forbidden right after it.
+        own: list[tuple[int, int, int]] = []
+        after: list[tuple[int, int, int]] = []
         for n, ((_, s, e, ids), i_tag) in enumerate(zip(spans, inside)):
-            forbid[n, torch.arange(s, e), :] = True
-            forbid[n, torch.arange(s, e), torch.tensor(ids)] = False
-            if i_tag is not None and e < em.shape[1]:
-                forbid[n, e, i_tag] = True
+            own.extend((n, s + k, t) for k, t in enumerate(ids))
+            if i_tag is not None and e < T:
+                after.append((n, e, i_tag))
+        own_index = torch.tensor(own, device=em.device).t()
+        allowed = torch.ones_like(em, dtype=torch.bool)
+        allowed[own_index[0], own_index[1]] = False  # inside the span: only its own tags
+        allowed[own_index[0], own_index[1], own_index[2]] = True
+        if after:
+            after_index = torch.tensor(after, device=em.device).t()
+            allowed[after_index[0], after_index[1], after_index[2]] = False
+        forbid = ~allowed
         # A large finite penalty rather than -inf keeps every step of the recursion finite.
         constrained = self.crf.log_partition(em.masked_fill(forbid, -1e4), mask[rows])
         full = self.crf.log_partition(emissions, mask)[rows]  # once per sentence, not per span
