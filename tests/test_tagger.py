@@ -73,8 +73,14 @@ def brute_force_paths(crf, emissions, n):
     return paths, (scores - scores.logsumexp(0)).exp().detach()
 
 
-@pytest.mark.parametrize("decoder", ["crf", "softmax"])
-def test_span_probability_equals_enumeration(seed, decoder):
+@pytest.mark.parametrize("decoder", ["crf", "softmax", "crf-exact-fallback"])
+def test_span_probability_equals_enumeration(seed, decoder, monkeypatch):
+    if decoder == "crf-exact-fallback":
+        # Scaled messages unavailable: every span must take the exact constrained partition.
+        import nerbilstm.model.crf as crf_module
+
+        monkeypatch.setattr(crf_module, "_scaled_forward", lambda *args, **kwargs: None)
+        decoder = "crf"
     model = BiLSTMTagger(ModelConfig(word_dim=4, char_dim=0, case_dim=0, hidden_size=3, layers=1, decoder=decoder,
                                      constrained=False), 5, 2, LABELS).eval()
     n = 4
@@ -99,6 +105,28 @@ def test_span_probability_equals_enumeration(seed, decoder):
         expected = sum(float(pr) for q, pr in zip(paths, probs)
                        if q[s:e] == ids and (e >= length or q[e] != i_tag))
         assert float(p) == pytest.approx(expected, abs=1e-5)
+
+
+def test_span_probabilities_chain_equals_exact(seed):
+    # Many spans, long enough sentences, IOB2 constraints: the Markov-chain product and the
+    # constrained partition function agree.
+    model = BiLSTMTagger(ModelConfig(word_dim=4, char_dim=0, case_dim=0, hidden_size=3, layers=1), 5, 2,
+                         LABELS).eval()
+    emissions = 3 * torch.randn(3, 9, len(LABELS))
+    mask = torch.arange(9)[None] < torch.tensor([9, 5, 1])[:, None]
+    gen = torch.Generator().manual_seed(0)
+    spans = []
+    for b, length in enumerate([9, 5, 1]):
+        for _ in range(6):
+            s = int(torch.randint(length, (1,), generator=gen))
+            e = s + 1 + int(torch.randint(length - s, (1,), generator=gen))
+            kind = LABELS[1 + 2 * int(torch.randint((len(LABELS) - 1) // 2, (1,), generator=gen))][2:]
+            spans.append((b, s, e, [LABELS.index("B-" + kind)] + [LABELS.index("I-" + kind)] * (e - s - 1)))
+    chain = model.span_probabilities(emissions, mask, spans)
+    inside = [model.continuation[ids[0]] for _, _, _, ids in spans]
+    exact = model._exact_span_probabilities(emissions, mask, spans, inside)
+    assert torch.allclose(chain, exact, atol=1e-5)
+    assert chain.max() > 0.01  # not all vanishing
 
 
 def test_nbest_probabilities_equal_enumeration(seed):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CRF", "iob2_constraints"]
+__all__ = ["CRF", "Posteriors", "iob2_constraints"]
 
 # Added to the score of a disallowed transition / start / end. Not -inf, so that a gold
 # path breaking a constraint still has a finite NLL.
@@ -301,11 +301,54 @@ def _exact_grads(p: _Prepared, gold, trans, start, end, grad_out, needs):
 
 def _marginals_t(p: _Prepared, trans, start, end) -> Tensor:
     """(T,B,K) marginals, zero past each length (scaled, else exact)."""
+    return _posteriors(p, trans, start, end).marginals_t
+
+
+def _posteriors(p: _Prepared, trans, start, end) -> "Posteriors":
     res = _scaled_forward(p, trans, start, end, posteriors=True)
     if res is None:
-        return _log_marginals_exact(p, trans, start, end)
-    _, _, _, N, r = res[1]
-    return N.div_(r).masked_fill_(~p.mask_t.unsqueeze(-1), 0.0)
+        return Posteriors(_log_marginals_exact(p, trans, start, end), None)
+    exp_trans, U, Q, N, r = res[1]
+    marginals_t = (N / r).masked_fill_(~p.mask_t.unsqueeze(-1), 0.0)
+    return Posteriors(marginals_t, (exp_trans, U, Q, N, r))
+
+
+class Posteriors:
+    """The posterior distribution of tag sequences of a batch, from one forward-backward pass.
+
+    marginals_t (T,B,K): P(y_t = k | x), zero past each length. Given the length, the posterior
+    is a Markov chain, so the probability of any tag sequence a_s..a_e on a stretch of a sentence
+    is P(y_s = a_s) times the product of P(y_t = a_t | y_{t-1} = a_{t-1}): ``log_conditionals``
+    gives those factors from the scaled messages (U forward, Q backward with emissions, N = their
+    products at each position, r = N summed), as a ratio of pairwise to single marginals."""
+
+    def __init__(self, marginals_t: Tensor, scaled: tuple | None):
+        self.marginals_t = marginals_t
+        self._scaled = scaled
+
+    @property
+    def marginals(self) -> Tensor:
+        """(B,T,K)"""
+        return self.marginals_t.transpose(0, 1).contiguous()
+
+    def log_conditionals(self, b: Tensor, t: Tensor, prev: Tensor, cur: Tensor) -> tuple[Tensor, Tensor]:
+        """log P(y_t = cur | y_{t-1} = prev) at rows b, steps t >= 1 (all (M,) long).
+
+        -> (log probabilities (M,), ok (M,) bool). Where a factor of the ratio is below the
+        scaling threshold (or the pass fell back to log space) ok is False and the value
+        must not be used; the caller then needs an exact computation."""
+        if self._scaled is None:
+            return torch.zeros(b.shape, dtype=self.marginals_t.dtype, device=b.device), torch.zeros_like(b, dtype=torch.bool)
+        exp_trans, U, Q, N, r = self._scaled
+        thr = _threshold(U.dtype)
+        u = U[t - 1, b, prev]
+        q = Q[t, b, cur]
+        n = N[t - 1, b, prev]
+        ok = (u >= thr) & (q >= thr) & (n >= thr)
+        # P(y_{t-1}=i, y_t=j) = U_{t-1}(i) exp_trans(i,j) Q_t(j) / r_t;  P(y_{t-1}=i) = N_{t-1}(i) / r_{t-1}
+        log_c = (u.clamp_min(thr).log() + exp_trans[prev, cur].log() + q.clamp_min(thr).log()
+                 + r[t - 1, b, 0].log() - r[t, b, 0].log() - n.clamp_min(thr).log())
+        return log_c.clamp_max(0.0), ok
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -553,6 +596,13 @@ class CRF(nn.Module):
         rows past the length are 0."""
         emissions, mask, lengths, _, pot = self._setup(emissions, mask)
         return _marginals_t(_Prepared(emissions, mask, lengths), *pot).transpose(0, 1).contiguous()
+
+    @torch.no_grad()
+    def posteriors(self, emissions: Tensor, mask: Tensor | None = None) -> Posteriors:
+        """emissions (B,T,K), mask (B,T) -> Posteriors: the marginals and what the probability
+        of a tag sequence on any stretch of a sentence follows from."""
+        emissions, mask, lengths, _, pot = self._setup(emissions, mask)
+        return _posteriors(_Prepared(emissions, mask, lengths), *pot)
 
     @torch.no_grad()
     def viterbi_decode(self, emissions: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ from nerbilstm.config import ModelConfig
 from nerbilstm.data.batching import Batch
 from nerbilstm.data.vocab import CASES
 from nerbilstm.model.chars import CharCNN
-from nerbilstm.model.crf import CRF, iob2_constraints
+from nerbilstm.model.crf import CRF, Posteriors, iob2_constraints
 from nerbilstm.model.dropout import Dropout
 from nerbilstm.model.lstm import BiLSTM
 
@@ -99,8 +99,10 @@ class BiLSTMTagger(nn.Module):
         scores = self.emissions(batch)
         if self.crf is not None:
             tags, path_score = self.crf.viterbi_decode(scores, batch.mask)
-            marginals = self.crf.marginals(scores, batch.mask) if with_marginals else None
-            return Decoded(tags, path_score, marginals, scores)
+            if not with_marginals:
+                return Decoded(tags, path_score, None, scores)
+            posteriors = self.crf.posteriors(scores, batch.mask)
+            return Decoded(tags, path_score, posteriors.marginals, scores, posteriors)
         log_probs = scores.log_softmax(-1)
         best, tags = log_probs.max(-1)
         tags = tags.masked_fill(~batch.mask, 0)
@@ -109,14 +111,16 @@ class BiLSTMTagger(nn.Module):
         return Decoded(tags, path_score, marginals, scores)
 
     def span_probabilities(self, emissions: Tensor, mask: Tensor, spans: list[tuple[int, int, int, list[int]]],
-                           marginals: Tensor | None = None) -> Tensor:
+                           marginals: Tensor | None = None, posteriors: Posteriors | None = None) -> Tensor:
         """Probability that each span carries exactly the given tags and the entity ends there.
 
         emissions (B, T, K), mask (B, T); spans: (row b, start s, end e exclusive, tag ids of s..e-1).
-        -> (N,). For the CRF this is exact: the partition function of the paths that agree
-        with the span (and whose tag at e, if any, does not continue it with the span's I- tag)
-        over the full one, both by the forward algorithm. For softmax, tokens are independent,
-        so it is the product of their probabilities (``marginals`` needed).
+        -> (N,). For the CRF: the posterior over tag sequences is a Markov chain, so this is
+        P(y_s) times P(y_t | y_{t-1}) along the span, times 1 - P(y_e = the span's I- tag | y_{e-1})
+        (see ``Posteriors``; ``posteriors`` of this batch are computed if not given). A span where
+        those ratios would lose precision gets the exact figure instead: the partition function
+        of the paths that agree with it over the full one, both by the forward algorithm. For
+        softmax, tokens are independent: the product of their probabilities (``marginals`` needed).
         """
         if not spans:
             return emissions.new_zeros(0)
@@ -129,6 +133,17 @@ class BiLSTMTagger(nn.Module):
                     p = p * (1 - marginals[b, e, i_tag])
                 out.append(p)
             return torch.stack(out)
+        if posteriors is None:
+            posteriors = self.crf.posteriors(emissions, mask)
+        probs, ok = _chain_span_probabilities(posteriors, mask.sum(1).tolist(), spans, inside)
+        if not bool(ok.all()):
+            redo = (~ok).nonzero().flatten().tolist()
+            probs[redo] = self._exact_span_probabilities(emissions, mask, [spans[i] for i in redo],
+                                                         [inside[i] for i in redo]).to(probs.dtype)
+        return probs
+
+    def _exact_span_probabilities(self, emissions: Tensor, mask: Tensor, spans, inside) -> Tensor:
+        """Constrained over full partition function, per span (see span_probabilities)."""
         rows = torch.tensor([b for b, _, _, _ in spans], device=emissions.device)
         em = emissions[rows]
         T = em.shape[1]
@@ -147,9 +162,8 @@ class BiLSTMTagger(nn.Module):
         if after:
             after_index = torch.tensor(after, device=em.device).t()
             allowed[after_index[0], after_index[1], after_index[2]] = False
-        forbid = ~allowed
         # A large finite penalty rather than -inf keeps every step of the recursion finite.
-        constrained = self.crf.log_partition(em.masked_fill(forbid, -1e4), mask[rows])
+        constrained = self.crf.log_partition(em.masked_fill(~allowed, -1e4), mask[rows])
         full = self.crf.log_partition(emissions, mask)[rows]  # once per sentence, not per span
         return (constrained - full).exp().clamp(0, 1)
 
@@ -165,9 +179,41 @@ class BiLSTMTagger(nn.Module):
 class Decoded:
     """Decoder output for a batch: tags (B, T) long (0 past a sentence's end), score (B,)
     (Viterbi score for the CRF, path log-probability for softmax), marginals (B, T, K) or
-    None (CRF forward-backward, or the per-token softmax), emissions (B, T, K)."""
+    None (CRF forward-backward, or the per-token softmax), emissions (B, T, K), and the
+    CRF's Posteriors with the marginals."""
 
     tags: Tensor
     score: Tensor
     marginals: Tensor | None
     emissions: Tensor
+    posteriors: Posteriors | None = None  # the CRF's, when marginals were asked for
+
+
+def _chain_span_probabilities(post: Posteriors, lengths: list[int], spans, inside) -> tuple[Tensor, Tensor]:
+    """Span probabilities from the posterior Markov chain (see span_probabilities).
+
+    -> (probabilities (N,), ok (N,) bool: False where a factor lost precision)."""
+    dev = post.marginals_t.device
+    first: list[tuple[int, int, int]] = []  # (row, step, tag) of each span's first tag
+    chain: list[tuple[int, int, int, int, int]] = []  # (span, row, step, previous tag, tag)
+    stop: list[tuple[int, int, int, int, int]] = []  # the same for the continuation right after
+    for n, ((b, s, e, ids), i_tag) in enumerate(zip(spans, inside)):
+        first.append((b, s, ids[0]))
+        chain.extend((n, b, s + k, ids[k - 1], ids[k]) for k in range(1, len(ids)))
+        if i_tag is not None and e < lengths[b]:
+            stop.append((n, b, e, ids[-1], i_tag))
+    b0, t0, a0 = torch.tensor(first, device=dev).t()
+    log_p = post.marginals_t[t0, b0, a0].log()
+    ok = torch.ones_like(log_p, dtype=torch.bool)
+    if chain:
+        n, b, t, prev, cur = torch.tensor(chain, device=dev).t()
+        log_c, fine = post.log_conditionals(b, t, prev, cur)
+        log_p.index_add_(0, n, log_c)
+        ok[n[~fine]] = False
+    probs = log_p.exp()
+    if stop:
+        n, b, t, prev, cur = torch.tensor(stop, device=dev).t()
+        log_c, fine = post.log_conditionals(b, t, prev, cur)
+        probs[n] *= 1 - log_c.exp()
+        ok[n[~fine]] = False
+    return probs.clamp(0, 1), ok
