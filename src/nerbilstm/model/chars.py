@@ -24,10 +24,17 @@ class CharCNN(nn.Module):
     def forward(self, char_ids: Tensor) -> Tensor:
         B, T, L = char_ids.shape
         flat = char_ids.view(B * T, L)
-        x = self.dropout(self.embed(flat)).transpose(1, 2)  # (B*T, C, L)
-        feats = self.conv(x)  # (B*T, F, L)
+        if self.training and self.dropout.p > 0:
+            return self.word_features(flat).view(B, T, -1)
+        # A word's features depend on its characters only: compute them once per distinct word.
+        distinct, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        return self.word_features(distinct).index_select(0, inverse).view(B, T, -1)
+
+    def word_features(self, flat: Tensor) -> Tensor:
+        """flat: (N, L) char ids of N words -> (N, filters)."""
+        x = self.dropout(self.embed(flat)).transpose(1, 2)  # (N, C, L)
+        feats = self.conv(x)  # (N, F, L)
         # Padding characters must not win the max: a word's features depend on its own chars only.
         pad = (flat == 0).unsqueeze(1)
         feats = feats.masked_fill(pad, float("-inf")).amax(dim=2)
-        feats = torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))  # empty (padding) words
-        return feats.view(B, T, -1)
+        return torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))  # empty (padding) words
