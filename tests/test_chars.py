@@ -2,7 +2,8 @@
 
 import torch
 
-from nerbilstm.model.chars import CharCNN
+import nerbilstm.model.chars as chars_module
+from nerbilstm.model.chars import CharCNN, distinct_rows
 
 
 def test_distinct_words_computed_once_give_the_same_features_and_gradients(seed):
@@ -26,3 +27,20 @@ def test_training_with_dropout_sees_every_token(seed):
     out = cnn(char_ids)
     # Independent dropout masks per token: the two occurrences differ.
     assert not torch.equal(out[0, 0], out[0, 1])
+
+
+def test_distinct_rows_are_exact(seed):
+    rows = torch.randint(0, 4, (500, 3))
+    distinct, inverse = distinct_rows(rows)
+    assert torch.equal(distinct[inverse], rows)
+    assert len(distinct) == len({tuple(r) for r in rows.tolist()})
+
+
+def test_hash_collision_falls_back_to_every_token(seed, monkeypatch):
+    # All-zero hash weights: every row collides, verification fails, features are still right.
+    monkeypatch.setattr(chars_module, "_HASH_WEIGHTS", {(3, torch.device("cpu")): torch.zeros(3, dtype=torch.long)})
+    rows = torch.tensor([[1, 2, 0], [2, 1, 0]])
+    assert distinct_rows(rows) is None
+    cnn = CharCNN(n_chars=5, char_dim=3, filters=2, kernel=3).eval()
+    out = cnn(rows.view(1, 2, 3))
+    assert torch.allclose(out[0], cnn.word_features(rows), atol=1e-6)

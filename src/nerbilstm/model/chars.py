@@ -27,7 +27,10 @@ class CharCNN(nn.Module):
         if self.training and self.dropout.p > 0:
             return self.word_features(flat).view(B, T, -1)
         # A word's features depend on its characters only: compute them once per distinct word.
-        distinct, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        found = distinct_rows(flat)
+        if found is None:
+            return self.word_features(flat).view(B, T, -1)
+        distinct, inverse = found
         return self.word_features(distinct).index_select(0, inverse).view(B, T, -1)
 
     def word_features(self, flat: Tensor) -> Tensor:
@@ -38,3 +41,29 @@ class CharCNN(nn.Module):
         pad = (flat == 0).unsqueeze(1)
         feats = feats.masked_fill(pad, float("-inf")).amax(dim=2)
         return torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))  # empty (padding) words
+
+
+_HASH_WEIGHTS: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def distinct_rows(rows: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The distinct rows of an (N, L) long tensor: (distinct (U, L), inverse (N,)) with
+    distinct[inverse] == rows; None in the (unlikely) event of a hash collision.
+
+    Rows are hashed to one int64 each and the hashes made unique (``torch.unique(dim=0)``
+    compares rows one by one and costs a hundred times more); the result is verified."""
+    N, L = rows.shape
+    key = (L, rows.device)
+    weights = _HASH_WEIGHTS.get(key)
+    if weights is None:
+        gen = torch.Generator().manual_seed(L)
+        weights = _HASH_WEIGHTS[key] = torch.randint(1, 2**62, (L,), generator=gen).to(rows.device) | 1
+    hashes = (rows * weights).sum(1)  # int64 arithmetic wraps around
+    _, inverse = torch.unique(hashes, return_inverse=True)
+    U = int(inverse.max()) + 1 if N else 0
+    first = torch.full((U,), N, dtype=torch.long, device=rows.device)
+    first.scatter_reduce_(0, inverse, torch.arange(N, device=rows.device), reduce="amin")
+    distinct = rows.index_select(0, first)
+    if not torch.equal(distinct.index_select(0, inverse), rows):
+        return None
+    return distinct, inverse
