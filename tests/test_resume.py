@@ -48,14 +48,18 @@ def wait_for_checkpoint(folder, epoch, timeout=120):
     raise AssertionError("no mid-epoch checkpoint appeared")
 
 
-def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
+# Killed in epoch 2; and, with weight averaging from epoch 2, in epoch 3 (the average is then
+# part of the checkpoint).
+@pytest.mark.parametrize("extra, kill_epoch", [([], 2), (["--average-from", "2"], 3)], ids=["plain", "averaged"])
+def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path, extra, kill_epoch):
     full = tmp_path / "full"
-    done = run_cli("train", "--data", str(corpus), "--out", str(full), *ARGS)
+    done = run_cli("train", "--data", str(corpus), "--out", str(full), *ARGS, *extra)
     assert done.returncode == 0, done.stderr
 
     cut = tmp_path / "cut"
-    proc = run_cli("train", "--data", str(corpus), "--out", str(cut), *ARGS, "--checkpoint-every", "7", wait=False)
-    wait_for_checkpoint(cut, epoch=2)
+    proc = run_cli("train", "--data", str(corpus), "--out", str(cut), *ARGS, *extra, "--checkpoint-every", "7",
+                   wait=False)
+    wait_for_checkpoint(cut, epoch=kill_epoch)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
@@ -63,7 +67,7 @@ def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
 
     resumed = run_cli("train", "--resume", str(cut), "--data", str(corpus))
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at epoch 2" in resumed.stderr
+    assert f"resuming at epoch {kill_epoch}" in resumed.stderr
     a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
@@ -72,6 +76,9 @@ def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
     hist_a = [json.loads(x)["train_loss"] for x in (full / "train_log.jsonl").read_text().splitlines()]
     hist_b = [json.loads(x)["train_loss"] for x in (cut / "train_log.jsonl").read_text().splitlines()]
     assert hist_a == hist_b
+    if extra:
+        records = [json.loads(x) for x in (full / "train_log.jsonl").read_text().splitlines()]
+        assert [r.get("averaged_epochs") for r in records] == [None, 1, 2]
 
 
 def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
@@ -86,3 +93,16 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
     resumed = run_cli("train", "--resume", str(out))  # the data path comes from the checkpoint
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "model.safetensors").is_file()
+
+
+def test_running_average_is_the_mean():
+    from nerbilstm.train import running_average
+
+    states = [{"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}, {"w": torch.tensor([3.0, 0.0]), "n": torch.tensor(4)},
+              {"w": torch.tensor([5.0, 1.0]), "n": torch.tensor(5)}]
+    average = None
+    for count, state in enumerate(states, 1):
+        average = running_average(average, state, count)
+    assert torch.allclose(average["w"], torch.tensor([3.0, 1.0]))
+    assert int(average["n"]) == 5  # integers are not averaged: the latest value
+    assert torch.equal(states[0]["w"], torch.tensor([1.0, 2.0]))  # inputs untouched

@@ -139,3 +139,20 @@ def test_nbest_probabilities_equal_enumeration(seed):
     top = all_probs.topk(4)
     assert torch.allclose(probs[0], top.values, atol=1e-5)
     assert [all_paths[i] for i in top.indices.tolist()] == paths[0].tolist()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_paused_restores_the_collector(enabled):
+    import gc
+
+    from nerbilstm.predict import gc_paused
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError):
+            with gc_paused():
+                assert not gc.isenabled()
+                raise RuntimeError("boom")
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable()

@@ -42,13 +42,16 @@ def set_rng_state(states: dict, torch_state: torch.Tensor) -> None:
 
 
 def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    best_state: dict | None, state: dict) -> Path:
-    """Write the checkpoint of a run; ``state`` is the JSON-able rest (epoch, step, history, ...)."""
+                    best_state: dict | None, state: dict, average_state: dict | None = None) -> Path:
+    """Write the checkpoint of a run; ``state`` is the JSON-able rest (epoch, step, history, ...);
+    ``average_state`` the running average of the weights (``--average-from``), if any."""
     folder = Path(out_dir) / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    if average_state is not None:
+        tensors.update({f"avg.{k}": v for k, v in average_state.items()})
     opt = optimizer.state_dict()
     for index, slots in opt["state"].items():
         for key, value in slots.items():

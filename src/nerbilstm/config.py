@@ -54,6 +54,7 @@ class TrainConfig:
     amp: str = "none"  # "bf16": mixed precision on CUDA; the LSTM state and the CRF stay float32
     stream_chunk: int = 0  # >0: re-read the training file every epoch, N sentences in memory at a time
     checkpoint_every: int = 0  # also write a checkpoint every N batches (0: after every epoch only)
+    average_from: int = 0  # >0: from this epoch on, evaluate and keep the average of the weights after each epoch
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -65,7 +66,7 @@ class TrainConfig:
             raise ValueError(f"--amp must be none or bf16, got {self.amp!r}")
         if self.class_weighting not in ("balanced", "none"):
             raise ValueError(f"--class-weighting must be balanced or none, got {self.class_weighting!r}")
-        if self.stream_chunk < 0 or self.checkpoint_every < 0:
+        if self.stream_chunk < 0 or self.checkpoint_every < 0 or self.average_from < 0:
             raise ValueError("--stream-chunk and --checkpoint-every must be >= 0")
 
 

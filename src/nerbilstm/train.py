@@ -57,6 +57,7 @@ class Progress:
     best_f1: float = -1.0
     best_epoch: int = 0
     stale: int = 0
+    averaged: int = 0  # epochs in the running weight average (--average-from)
     history: list = field(default_factory=list)
 
 
@@ -177,13 +178,13 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
         source = StreamedBatches(train_sents, vocab, cfg.batch_size, cfg.seed, cfg.stream_chunk, n_train)
     else:
         source = InMemoryBatches(train_sents, vocab, cfg.batch_size, cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
-    state, best_state = Progress(), None
+    state, best_state, average = Progress(), None, None
     if ckpt_state is not None:
         model.load_state_dict(prefixed(ckpt_tensors, "model."))
-        best = prefixed(ckpt_tensors, "best.")
-        best_state = best or None
+        best_state = prefixed(ckpt_tensors, "best.") or None
+        average = prefixed(ckpt_tensors, "avg.") or None
         restore_optimizer(optimizer, ckpt_state, ckpt_tensors)
         scheduler.load_state_dict(ckpt_state["scheduler"])
         state = Progress(**ckpt_state["progress"])
@@ -201,7 +202,7 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     def checkpoint() -> None:
         if ctx.is_main:
             save_checkpoint(out_dir, model, optimizer, best_state,
-                        dict(run_config, progress=asdict(state), scheduler=scheduler.state_dict()))
+                            dict(run_config, progress=asdict(state), scheduler=scheduler.state_dict()), average)
 
     start = time.perf_counter()
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
@@ -252,12 +253,23 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
             if stop:
                 break
             continue
+        trained, dev_raw = None, None
+        if cfg.average_from and state.epoch >= cfg.average_from:
+            # The epoch's own weights are scored too, so that the log shows what averaging gains.
+            dev_raw = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
+            state.averaged += 1
+            average = running_average(average, model.state_dict(), state.averaged)
+            trained = copy.deepcopy(model.state_dict())
+            model.load_state_dict(average)  # evaluated, and kept if best; training resumes from `trained`
         dev = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
         record = {"epoch": state.epoch, "train_loss": state.epoch_loss * ctx.world_size / n_train,
                   "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2),
                   "tokens_per_s": round(tokens_here / train_seconds, 1),
                   "elapsed_seconds": round(time.perf_counter() - start, 2)}
         record.update({f"dev_{k}": dev[k] for k in HEADLINE if k in dev})
+        if trained is not None:
+            record["averaged_epochs"] = state.averaged
+            record.update({f"dev_unaveraged_{k}": dev_raw[k] for k in HEADLINE if k in dev_raw})
         record["epoch_seconds"] = round(time.perf_counter() - epoch_start, 2)  # training + dev evaluation
         state.history.append(record)
         with open(log_path, "a", encoding="utf-8") as f:
@@ -273,6 +285,8 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
             state.stale += 1
             if state.stale >= cfg.patience:
                 log.info("no dev gain for %d epochs: stopping after epoch %d", state.stale, state.epoch)
+        if trained is not None:
+            model.load_state_dict(trained)
         state.epoch, state.step, state.epoch_loss, state.epoch_tokens = state.epoch + 1, 0, 0.0, 0
         checkpoint()
         if share_flag(ctx, state.stale >= cfg.patience):
@@ -306,6 +320,27 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
         write_run_plots(out_dir, state.history, dev_gold, dev_pred, label_set(vocab.labels, dev_gold or []),
                         tag_counts)
     return metrics
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, with the fused kernel where torch has one: a step is one pass over all the
+    parameters (on 2 CPU cores 1.3 ms instead of 7.4 for the default model's 29k-word table)."""
+    device = next(model.parameters()).device.type
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=device in ("cpu", "cuda"))
+
+
+def running_average(average: dict | None, weights: dict, count: int) -> dict:
+    """Fold the count-th weights into the running mean of the first count - 1 (in place).
+    Non-float entries (none in our tagger, but buffers may be) keep the latest value."""
+    if average is None or count == 1:
+        return {k: v.detach().clone() for k, v in weights.items()}
+    for k, v in weights.items():
+        if v.is_floating_point():
+            average[k].add_(v.detach() - average[k], alpha=1.0 / count)
+        else:
+            average[k].copy_(v)
+    return average
 
 
 def _headline(metrics: dict) -> dict:

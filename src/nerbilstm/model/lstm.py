@@ -67,6 +67,14 @@ class PackedLayout:
         prev = torch.where(step > 0, row_of[(step - 1).clamp(min=0), rank] + sizes[0], rank) if n else step
         return cls(order[rank] * T + step, reverse, prev, sizes, starts)
 
+    def pack(self, x: Tensor) -> Tensor:
+        """x: (B, T, F) padded -> (N, F), the real tokens in packed order."""
+        return x.reshape(-1, x.shape[-1]).index_select(0, self.index)
+
+    def unpack(self, rows: Tensor, B: int, T: int) -> Tensor:
+        """rows: (N, F) in packed order -> (B, T, F), zero on padding."""
+        return rows.new_zeros(B * T, rows.shape[-1]).index_copy(0, self.index, rows).view(B, T, -1)
+
 
 def _tanh(x: Tensor, out: Tensor) -> Tensor:
     """tanh(x) as 2 sigmoid(2x) - 1 (within 2e-7 of it in float32): on a CPU ``torch.tanh``
@@ -216,14 +224,21 @@ class BiLSTM(nn.Module):
         """x: (B, T, D), mask: (B, T) bool, left-aligned -> (B, T, 2H), zero on padding."""
         if self._backend == "torch":
             return self._forward_torch(x, mask)
-        B, T, D = x.shape
+        h, layout = self.forward_packed(x, mask)
+        return layout.unpack(h, *mask.shape)
+
+    def forward_packed(self, x: Tensor, mask: Tensor) -> tuple[Tensor, PackedLayout]:
+        """x: (B, T, D), mask: (B, T) bool -> (h (N, 2H) at the N real tokens, their layout),
+        for layers on top that need not see the padding."""
         layout = PackedLayout.from_mask(mask)
-        h = x.reshape(B * T, D).index_select(0, layout.index)  # (N, D)
+        if self._backend == "torch":
+            return layout.pack(self._forward_torch(x, mask)), layout
+        h = layout.pack(x)
         for k, layer in enumerate(self.layers):
             if k > 0 and self.dropout > 0:
                 h = apply_dropout(h, self.dropout, self.training)
             h = layer(h, layout)
-        return h.new_zeros(B * T, h.shape[1]).index_copy(0, layout.index, h).view(B, T, -1)
+        return h, layout
 
     def _forward_torch(self, x: Tensor, mask: Tensor) -> Tensor:
         ref = self.__dict__["_torch_lstm"]

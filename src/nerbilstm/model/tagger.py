@@ -74,10 +74,10 @@ class BiLSTMTagger(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def emissions(self, batch: Batch, word_dropout: float = 0.0) -> Tensor:
-        """-> (B, T, K) emission scores; rows past a sentence's length are meaningless."""
+        """-> (B, T, K) emission scores, zero past a sentence's length."""
         x = self.dropout(self.features(batch, word_dropout))
-        h = self.dropout(self.lstm(x, batch.mask))
-        return self.emission(h)
+        h, layout = self.lstm.forward_packed(x, batch.mask)  # (N, 2H): real tokens only
+        return layout.unpack(self.emission(self.dropout(h)), *batch.mask.shape)
 
     def forward(self, batch: Batch, word_dropout: float = 0.0) -> Tensor:
         """The training loss (see ``loss``); forward so that DistributedDataParallel can wrap it."""
