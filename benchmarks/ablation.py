@@ -1,10 +1,12 @@
 """Dev-set ablation of the default configuration's choices, on a reduced budget.
 
 Trains the default configuration and one variant per choice (each with that choice switched
-off) on the first N sentences of the corpus (canonical split), and prints one JSON line per
-run with its dev figures. Dev only: no test sentences are given to training.
+off) on the first N sentences of the corpus (canonical split; 0: all of it) for a given number
+of epochs, and prints one JSON line per run with its dev figures. Dev only: no test sentences
+are given to training. Weight averaging is measured by the training log itself (with
+``--average-from``, each epoch's record also has the unaveraged weights' dev figures).
 
-    python benchmarks/ablation.py --data ner_dataset.csv --max-sentences 10000 --epochs 3
+    python benchmarks/ablation.py --data ner_dataset.csv --max-sentences 0 --epochs 5
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ VARIANTS = {
 
 
 def run(data: str, max_sentences: int, epochs: int, only: list[str] | None) -> None:
-    dataset = load_dataset(data, max_sentences=max_sentences)
+    dataset = load_dataset(data, max_sentences=max_sentences or None)
     for name, (model_changes, train_changes) in VARIANTS.items():
         if only and name not in only:
             continue
         model_config = replace(ModelConfig(), **model_changes)
-        train_config = replace(TrainConfig(epochs=epochs), **train_changes)
+        train_config = replace(TrainConfig(epochs=epochs, average_from=0), **train_changes)
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             dev = train(dataset.train, dataset.dev, model_config, train_config, out, progress=False,

@@ -14,8 +14,8 @@ class ModelConfig:
     char_filters: int = 50
     char_kernel: int = 3
     case_dim: int = 8  # embedding of the casing class of a word (GloVe 6B is lowercased); 0 disables
-    hidden_size: int = 256  # per direction
-    layers: int = 2
+    hidden_size: int = 128  # per direction
+    layers: int = 1
     dropout: float = 0.5
     decoder: str = "crf"  # "crf" or "softmax"
     constrained: bool = True  # forbid IOB2-invalid transitions in the CRF
@@ -36,7 +36,7 @@ class ModelConfig:
 class TrainConfig:
     """The training recipe; saved beside the model so a run can be repeated."""
 
-    epochs: int = 8
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 2e-3
     lr_decay: float = 0.9  # learning rate multiplied by this after every epoch
