@@ -105,7 +105,10 @@ class _Recurrence(torch.autograd.Function):
         prev = 0  # first row of the previous step's states
         for n, start in zip(layout.sizes, layout.starts):
             rows, out = slice(start, start + n), slice(n0 + start, n0 + start + n)
-            gates = torch.baddbmm(xp[:, rows], hs[:, prev : prev + n], w_hh_t)  # (2, n, 4H)
+            if start == 0:  # the initial state is zero: no product to do
+                gates = xp[:, rows].clone()  # (2, n, 4H)
+            else:
+                gates = torch.baddbmm(xp[:, rows], hs[:, prev : prev + n], w_hh_t)
             a = act[:, rows]
             gates[..., 2 * H : 3 * H].mul_(2.0)  # one sigmoid for all four gates, see _tanh
             torch.sigmoid(gates, out=a)
@@ -155,8 +158,10 @@ class _Recurrence(torch.autograd.Function):
             torch.mul(dc_t, f[:, rows], out=dc[:, :n])
         grad_w_hh = None
         if ctx.needs_input_grad[1]:
-            # dW_hh = sum over rows of dgates^T h_prev: one product for all steps.
-            grad_w_hh = torch.bmm(grad_gates.transpose(1, 2), hs.index_select(1, layout.prev))
+            # dW_hh = sum over rows of dgates^T h_prev: one product for all steps after the
+            # first (whose h_prev, the initial state, is zero).
+            later = slice(n0, N)
+            grad_w_hh = torch.bmm(grad_gates[:, later].transpose(1, 2), hs.index_select(1, layout.prev[later]))
         return grad_gates if ctx.needs_input_grad[0] else None, grad_w_hh, None
 
 
