@@ -110,6 +110,7 @@ class BiLSTMTagger(nn.Module):
         marginals = log_probs.exp() * batch.mask.unsqueeze(-1) if with_marginals else None
         return Decoded(tags, path_score, marginals, scores)
 
+    @torch.no_grad()
     def span_probabilities(self, emissions: Tensor, mask: Tensor, spans: list[tuple[int, int, int, list[int]]],
                            marginals: Tensor | None = None, posteriors: Posteriors | None = None) -> Tensor:
         """Probability that each span carries exactly the given tags and the entity ends there.
@@ -167,6 +168,7 @@ class BiLSTMTagger(nn.Module):
         full = self.crf.log_partition(emissions, mask)[rows]  # once per sentence, not per span
         return (constrained - full).exp().clamp(0, 1)
 
+    @torch.no_grad()
     def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The k best tag paths (B, k, T) and their probabilities (B, k) under the CRF."""
         if self.crf is None:
