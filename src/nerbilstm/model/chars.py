@@ -24,10 +24,9 @@ class CharCNN(nn.Module):
     def forward(self, char_ids: Tensor) -> Tensor:
         B, T, L = char_ids.shape
         flat = char_ids.view(B * T, L)
-        if self.training and self.dropout.p > 0:
-            return self.word_features(flat).view(B, T, -1)
-        # A word's features depend on its characters only: compute them once per distinct word.
-        found = distinct_rows(flat)
+        # Without dropout a word's features depend on its characters only: compute them once
+        # per distinct word. With it, every token draws its own mask.
+        found = None if self.training and self.dropout.p > 0 else distinct_rows(flat)
         if found is None:
             return self.word_features(flat).view(B, T, -1)
         distinct, inverse = found

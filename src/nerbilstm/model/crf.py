@@ -299,12 +299,9 @@ def _exact_grads(p: _Prepared, gold, trans, start, end, grad_out, needs):
     return (d_em, None, None, None, *rest)
 
 
-def _marginals_t(p: _Prepared, trans, start, end) -> Tensor:
-    """(T,B,K) marginals, zero past each length (scaled, else exact)."""
-    return _posteriors(p, trans, start, end).marginals_t
-
-
 def _posteriors(p: _Prepared, trans, start, end) -> "Posteriors":
+    """Forward-backward over the batch: marginals (T,B,K), zero past each length, and the
+    scaled messages (scaled pass, else exact log-space marginals and no messages)."""
     res = _scaled_forward(p, trans, start, end, posteriors=True)
     if res is None:
         return Posteriors(_log_marginals_exact(p, trans, start, end), None)
@@ -594,8 +591,7 @@ class CRF(nn.Module):
     def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
         """emissions (B,T,K), mask (B,T) -> (B,T,K) P(y_t = k | x) by forward-backward;
         rows past the length are 0."""
-        emissions, mask, lengths, _, pot = self._setup(emissions, mask)
-        return _marginals_t(_Prepared(emissions, mask, lengths), *pot).transpose(0, 1).contiguous()
+        return self.posteriors(emissions, mask).marginals
 
     @torch.no_grad()
     def posteriors(self, emissions: Tensor, mask: Tensor | None = None) -> Posteriors:
