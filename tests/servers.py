@@ -12,11 +12,11 @@ from nerbilstm.train import train
 from synthetic import synthetic_sentences
 
 
-def tiny_tagger(out) -> Tagger:
+def tiny_tagger(out, seed: int = 13) -> Tagger:
     """A small model trained for seconds on the made-up corpus, loaded from ``out``."""
     sents = synthetic_sentences(300, seed=1)
     train(sents[:240], sents[240:], ModelConfig(hidden_size=16, layers=1),
-          TrainConfig(epochs=3, batch_size=16, lr=0.01), out, progress=False, plots=False)
+          TrainConfig(epochs=3, batch_size=16, lr=0.01, seed=seed), out, progress=False, plots=False)
     return Tagger.load(out)
 
 

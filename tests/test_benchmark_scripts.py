@@ -1,0 +1,64 @@
+"""The analysis scripts under benchmarks/ whose figures the README quotes."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerbilstm.data.readers import Sentence
+
+from servers import tiny_tagger
+from synthetic import synthetic_sentences
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_label_consistency_counts_near_pairs_against_chance():
+    consistency = load_script("label_consistency").consistency
+    o = Sentence(["x"], ["O"])
+    corpus = [Sentence(["Acme", "said"], ["B-org", "O"]), Sentence(["Acme"], ["B-org"])] + [o] * 8 + [
+        Sentence(["in", "Acme"], ["O", "B-geo"]), Sentence(["Acme"], ["B-geo"]),
+        Sentence(["Bob"], ["B-per"]), Sentence(["Bob"], ["B-per"])]  # one tag only: not ambiguous
+    rows = consistency(corpus, top=5, window=3, min_share=0.1)
+    assert [r["word"] for r in rows] == ["Acme"]
+    acme = rows[0]
+    assert acme["n"] == 4 and acme["tags"] == {"B-org": 0.5, "B-geo": 0.5}
+    # occurrences in sentences 0, 1, 10, 11: pairs (0,1) and (10,11) are near and agree; (1,10) is far
+    assert acme["near_pairs"] == 2 and acme["near_agreement"] == 1.0 and acme["chance_agreement"] == 0.5
+    assert consistency(corpus, top=5, window=3, min_share=0.6) == []
+
+
+@pytest.fixture(scope="module")
+def two_taggers(tmp_path_factory):
+    first = tiny_tagger(tmp_path_factory.mktemp("a"), seed=1)
+    second = tiny_tagger(tmp_path_factory.mktemp("b"), seed=2)
+    assert not torch.equal(first.model.crf.transitions, second.model.crf.transitions)
+    return first, second
+
+
+def test_ensemble_of_one_model_or_its_copies_tags_as_the_model(two_taggers):
+    ensemble_tags = load_script("ensemble").ensemble_tags
+    tagger = two_taggers[0]
+    sentences = [s.tokens for s in synthetic_sentences(60, seed=7)]
+    expected = tagger.tags(sentences)
+    assert ensemble_tags([tagger], sentences, batch_size=16) == expected
+    assert ensemble_tags([tagger, tagger, tagger], sentences, batch_size=16) == expected
+
+
+def test_ensemble_leaves_the_models_unchanged(two_taggers):
+    ensemble_tags = load_script("ensemble").ensemble_tags
+    first, second = two_taggers
+    before = {k: v.clone() for k, v in first.model.state_dict().items()}
+    sentences = [s.tokens for s in synthetic_sentences(20, seed=3)]
+    tags = ensemble_tags([first, second], sentences)
+    assert len(tags) == 20 and all(len(t) == len(s) for t, s in zip(tags, sentences))
+    after = first.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
