@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import random
 import time
 import warnings
@@ -17,6 +18,7 @@ sk = pytest.importorskip("sklearn.metrics")
 
 from nerbilstm.metrics import (  # noqa: E402
     confusion_matrix,
+    entity_errors,
     entity_scores,
     entity_spans,
     evaluate_tags,
@@ -394,3 +396,76 @@ def test_speed_gmb_sized():
     t0 = time.perf_counter()
     evaluate_tags(gold, pred, labels)
     assert time.perf_counter() - t0 < 3.0
+
+
+# ---------------------------------------------------------------------------
+# error breakdown
+
+
+def test_entity_errors_hand_case():
+    gold = [["B-per", "I-per", "O", "B-geo", "O", "B-org", "I-org", "O", "B-tim", "O", "O"]]
+    pred = [["B-per", "I-per", "O", "B-org", "O", "B-org", "O", "O", "B-geo", "O", "B-art"]]
+    # per: exact; geo: same span, other type; org: overlapping prediction of its type, shorter;
+    # tim: overlapped by a geo only; the art at the end overlaps nothing gold
+    errors = entity_errors(gold, pred)
+    assert errors["per_type"] == {
+        "geo": {"correct": 0, "wrong_type": 1, "wrong_span": 0, "wrong_span_and_type": 0, "missed": 0},
+        "org": {"correct": 0, "wrong_type": 0, "wrong_span": 1, "wrong_span_and_type": 0, "missed": 0},
+        "per": {"correct": 1, "wrong_type": 0, "wrong_span": 0, "wrong_span_and_type": 0, "missed": 0},
+        "tim": {"correct": 0, "wrong_type": 1, "wrong_span": 0, "wrong_span_and_type": 0, "missed": 0},
+    }
+    assert errors["spurious"] == {"art": 1}
+    assert errors["confusions"] == {"geo>org": 1, "tim>geo": 1}
+    missed = entity_errors([["B-a", "I-a", "O"]], [["O", "O", "B-b"]])
+    assert missed["per_type"]["a"]["missed"] == 1 and missed["spurious"] == {"b": 1}
+    both = entity_errors([["B-a", "I-a", "O"]], [["O", "B-b", "I-b"]])
+    assert both["per_type"]["a"]["wrong_span_and_type"] == 1 and both["spurious"] == {}
+
+
+def reference_errors(gold, pred):
+    """The same breakdown from seqeval's chunks and token sets, written independently."""
+    kinds, spurious = {}, Counter()
+    for g_tags, p_tags in zip(gold, pred):
+        g_chunks = [(t, set(range(a, b))) for t, a, b in seqeval_spans(g_tags)]
+        p_chunks = [(t, set(range(a, b))) for t, a, b in seqeval_spans(p_tags)]
+        for typ, toks in g_chunks:
+            over = [(t, q) for t, q in p_chunks if q & toks]
+            if (typ, toks) in over:
+                kind = "correct"
+            elif any(q == toks for _, q in over):
+                kind = "wrong_type"
+            elif any(t == typ for t, _ in over):
+                kind = "wrong_span"
+            else:
+                kind = "wrong_span_and_type" if over else "missed"
+            kinds.setdefault(typ, Counter())[kind] += 1
+        for typ, toks in p_chunks:
+            if not any(q & toks for _, q in g_chunks):
+                spurious[typ] += 1
+    return kinds, spurious
+
+
+@FAST
+@given(gold_pred())
+def test_entity_errors_random_against_seqeval_chunks(gp):
+    gold, pred = gp
+    ours = entity_errors(gold, pred)
+    kinds, spurious = reference_errors(gold, pred)
+    assert {t: {k: v for k, v in c.items() if v} for t, c in ours["per_type"].items()} == \
+        {t: dict(c) for t, c in kinds.items()}
+    assert ours["spurious"] == dict(spurious)
+    scores = entity_scores(gold, pred)
+    for t, c in ours["per_type"].items():
+        assert sum(c.values()) == scores["per_type"][t]["support"]
+    assert sum(c["correct"] for c in ours["per_type"].values()) == scores["n_correct"]
+    assert sum(ours["confusions"].values()) == sum(c["wrong_type"] for c in ours["per_type"].values())
+
+
+def test_report_shows_the_error_breakdown():
+    gold = [["B-per", "I-per", "O", "B-geo"]]
+    pred = [["B-per", "I-per", "O", "B-org"]]
+    metrics = evaluate_tags(gold, pred, BIO + ["B-per", "I-per", "B-geo", "B-org"])
+    assert metrics["entity_errors"]["confusions"] == {"geo>org": 1}
+    json.dumps(metrics)
+    report = format_report(metrics)
+    assert "Gold entities by outcome" in report and "geo>org 1" in report

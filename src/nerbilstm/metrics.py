@@ -40,6 +40,7 @@ import numpy as np
 __all__ = [
     "entity_spans",
     "entity_scores",
+    "entity_errors",
     "token_scores",
     "seed_batch_macro_f1",
     "confusion_matrix",
@@ -195,6 +196,53 @@ def entity_scores(
     return out
 
 
+ERROR_KINDS = ("correct", "wrong_type", "wrong_span", "wrong_span_and_type", "missed")
+
+
+def entity_errors(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conll"
+) -> dict:
+    """What became of each gold entity, and which predictions match no gold entity at all.
+
+    Each gold entity gets the first kind that applies: ``correct`` (a prediction with its span
+    and type), ``wrong_type`` (a prediction with its span and another type), ``wrong_span`` (an
+    overlapping prediction of its type), ``wrong_span_and_type`` (overlapping predictions, none
+    of its type), ``missed`` (no prediction overlaps it).  A prediction that overlaps no gold
+    entity is ``spurious``.  Returns ``{'per_type': {gold type: {kind: count}}, 'spurious':
+    {predicted type: count}, 'confusions': {'gold>pred': count}}``, the confusions counting the
+    ``wrong_type`` cases, most frequent first; types sorted by name.
+    """
+    _check_pair(gold, pred)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    kinds: dict[str, Counter] = {}
+    spurious: Counter = Counter()
+    confusions: Counter = Counter()
+    for g_tags, p_tags in zip(gold, pred):
+        g_spans, p_spans = entity_spans(g_tags, mode), entity_spans(p_tags, mode)
+        for typ, a, b in g_spans:
+            over = [(t, c, d) for t, c, d in p_spans if c < b and a < d]
+            same_span = [t for t, c, d in over if (c, d) == (a, b)]
+            if typ in same_span:
+                kind = "correct"
+            elif same_span:
+                kind = "wrong_type"
+                confusions[f"{typ}>{same_span[0]}"] += 1
+            elif any(t == typ for t, _, _ in over):
+                kind = "wrong_span"
+            else:
+                kind = "wrong_span_and_type" if over else "missed"
+            kinds.setdefault(typ, Counter())[kind] += 1
+        for typ, c, d in p_spans:
+            if not any(a < d and c < b for _, a, b in g_spans):
+                spurious[typ] += 1
+    return {
+        "per_type": {t: {k: kinds[t][k] for k in ERROR_KINDS} for t in sorted(kinds)},
+        "spurious": {t: spurious[t] for t in sorted(spurious)},
+        "confusions": dict(sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
 # ---------------------------------------------------------------------------
 # tokens
 
@@ -317,7 +365,8 @@ def evaluate_tags(
     ``_strict`` suffix (strict IOB2); ``token_macro_f1``, ``token_accuracy``,
     ``seed_batch_macro_f1``, ``n_sentences``, ``n_tokens``; ``per_type``
     ({type: precision, recall, f1, support (conll) plus precision_strict,
-    recall_strict, f1_strict}); ``per_tag`` (token scores for ``labels``).
+    recall_strict, f1_strict}); ``per_tag`` (token scores for ``labels``);
+    ``entity_errors`` (:func:`entity_errors`, conll mode).
     """
     _check_pair(gold, pred)
     conll = entity_scores(gold, pred, "conll")
@@ -354,6 +403,7 @@ def evaluate_tags(
         "n_tokens": sum(len(s) for s in gold),
         "per_type": per_type,
         "per_tag": tok["per_tag"],
+        "entity_errors": entity_errors(gold, pred, "conll"),
     }
 
 
@@ -405,4 +455,18 @@ def format_report(metrics: dict) -> str:
     lines.append("")
     tag_cols = [("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("support", "support")]
     lines += _table("Per tag (tokens):", "tag", m.get("per_tag", {}), tag_cols)
+    errors = m.get("entity_errors")
+    if errors:
+        lines.append("")
+        rows = {t: dict(k, spurious=errors["spurious"].get(t, 0)) for t, k in errors["per_type"].items()}
+        for t, n in errors["spurious"].items():
+            rows.setdefault(t, dict.fromkeys(ERROR_KINDS, 0) | {"spurious": n})
+        error_cols = [("correct", "correct"), ("wrong_type", "wrong type"), ("wrong_span", "wrong span"),
+                      ("wrong_span_and_type", "span+type"), ("missed", "missed"), ("spurious", "spurious")]
+        lines += _table("Gold entities by outcome, and predictions overlapping no gold entity (conll):",
+                        "type", dict(sorted(rows.items())), error_cols)
+        top = list(errors["confusions"].items())[:8]
+        if top:
+            lines.append("Most frequent type confusions (gold>predicted, same span): "
+                         + ", ".join(f"{k} {n}" for k, n in top))
     return "\n".join(lines) + "\n"
