@@ -1,8 +1,8 @@
 """What averaging several trained CRF models would gain, on one split.
 
 The models' emission scores are averaged token by token, their CRF transition, start and end
-scores too, and the average is Viterbi-decoded by a new CRF (IOB2-constrained if the first
-model is); the models themselves are left unchanged. Each
+scores too, and the average is Viterbi-decoded by a copy of the first model's CRF (so with its
+constraints); the models themselves are left unchanged. Each
 model alone and the ensemble are scored with the same metrics as `nerbilstm evaluate`.
 
     python benchmarks/ensemble.py runs/a runs/b runs/c --split dev
@@ -11,6 +11,7 @@ model alone and the ensemble are scored with the same metrics as `nerbilstm eval
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -20,7 +21,6 @@ import torch
 from nerbilstm.data.batching import collate, encode
 from nerbilstm.data.dataset import select_split
 from nerbilstm.evaluate import score_predictions
-from nerbilstm.model.crf import CRF, iob2_constraints
 from nerbilstm.predict import Tagger
 
 KEYS = ("entity_f1", "token_macro_f1", "seed_batch_macro_f1")
@@ -31,9 +31,7 @@ def ensemble_tags(taggers: list[Tagger], sentences: list[list[str]], batch_size:
     labels = taggers[0].labels
     if any(t.labels != labels or t.model.crf is None for t in taggers):
         raise SystemExit("every model must be a CRF model with the same labels")
-    crf = CRF(len(labels))
-    if taggers[0].model.config.constrained:
-        crf.set_constraints(*iob2_constraints(labels))
+    crf = copy.deepcopy(taggers[0].model.crf)
     with torch.no_grad():
         for name in ("transitions", "start_scores", "end_scores"):
             getattr(crf, name).copy_(torch.stack([getattr(t.model.crf, name) for t in taggers]).mean(0))
