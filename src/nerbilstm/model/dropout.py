@@ -14,13 +14,17 @@ from torch import Tensor, nn
 _LEVELS = 1 << 16
 
 
+def _check_probability(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Zero each element of x with probability p and scale the rest by 1 / (1 - p).
 
     x: any shape -> same shape. The identity when not training or p == 0.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    _check_probability(p)
     if not training or p == 0.0:
         return x
     if p == 1.0:
@@ -37,8 +41,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        _check_probability(p)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
