@@ -7,6 +7,11 @@ the same tag, against the agreement two random occurrences would have (sum of sq
 shares). A near-pair agreement well above chance means the tag follows the document (its
 annotation), not only the sentence a tagger sees.
 
+Then, for the sentences whose exact token sequence occurs more than once in the corpus, how
+well the copies' annotations agree (entity F1, CoNLL-eval, of each later copy against the
+first, over the pairs where either copy has an entity): the corpus scored against itself,
+a ceiling that a tagger, which gives identical sentences identical tags, cannot pass on them.
+
     python benchmarks/label_consistency.py --top 10
 """
 
@@ -19,6 +24,7 @@ import sys
 from collections import Counter, defaultdict
 
 from nerbilstm.data.dataset import select_split
+from nerbilstm.metrics import entity_scores
 
 
 def consistency(sentences, top: int, window: int, min_share: float) -> list[dict]:
@@ -47,6 +53,28 @@ def consistency(sentences, top: int, window: int, min_share: float) -> list[dict
     return rows
 
 
+def duplicate_agreement(sentences) -> dict:
+    """Agreement of the annotations of repeated sentences (see the module's docstring)."""
+    copies: dict[tuple, list[int]] = defaultdict(list)
+    for i, sentence in enumerate(sentences):
+        copies[tuple(sentence.tokens)].append(i)
+    first, later = [], []
+    repeated = [ids for ids in copies.values() if len(ids) > 1]
+    for ids in repeated:
+        for j in ids[1:]:
+            a, b = list(sentences[ids[0]].tags), list(sentences[j].tags)
+            if any(t != "O" for t in a + b):
+                first.append(a)
+                later.append(b)
+    scores = entity_scores(first, later, "conll") if first else None
+    return {"repeated_texts": len(repeated), "sentences_in_them": sum(map(len, repeated)),
+            "pairs_with_entities": len(first), "identical_pairs": sum(a == b for a, b in zip(first, later)),
+            "entities": scores["support"] if scores else 0,
+            "entity_f1": round(scores["f1"], 4) if scores else None,
+            "per_type_f1": {t: round(v["f1"], 3) for t, v in scores["per_type"].items() if v["support"]}
+            if scores else {}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("NERBILSTM_DATA"))
@@ -66,6 +94,7 @@ def main() -> None:
     chance = sum(r["chance_agreement"] * r["near_pairs"] for r in rows)
     print(json.dumps({"words": len(rows), "near_pairs": pairs, "near_agreement": round(agree / pairs, 3),
                       "chance_agreement": round(chance / pairs, 3)}))
+    print(json.dumps({"duplicates": duplicate_agreement(sentences)}))
 
 
 if __name__ == "__main__":

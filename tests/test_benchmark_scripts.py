@@ -36,6 +36,24 @@ def test_label_consistency_counts_near_pairs_against_chance():
     assert consistency(corpus, top=5, window=3, min_share=0.6) == []
 
 
+def test_duplicate_agreement_scores_later_copies_against_the_first():
+    duplicate_agreement = load_script("label_consistency").duplicate_agreement
+    corpus = [
+        Sentence(["UN", "met", "Bob"], ["B-org", "O", "B-per"]),
+        Sentence(["x"], ["O"]), Sentence(["x"], ["O"]),  # repeated, no entity: not a pair
+        Sentence(["UN", "met", "Bob"], ["B-geo", "O", "B-per"]),  # one of two entities agrees
+        Sentence(["UN", "met", "Bob"], ["B-org", "O", "B-per"]),  # both agree
+        Sentence(["once"], ["B-tim"]),
+    ]
+    result = duplicate_agreement(corpus)
+    assert result["repeated_texts"] == 2 and result["sentences_in_them"] == 5
+    assert result["pairs_with_entities"] == 2 and result["identical_pairs"] == 1
+    # first copy as gold (4 entities), later copies as predictions: 3 of 4 correct
+    assert result["entities"] == 4 and result["entity_f1"] == 0.75
+    assert result["per_type_f1"] == {"org": 0.667, "per": 1.0}
+    assert duplicate_agreement([Sentence(["a"], ["O"])])["entity_f1"] is None
+
+
 @pytest.fixture(scope="module")
 def two_taggers(tmp_path_factory):
     first = tiny_tagger(tmp_path_factory.mktemp("a"), seed=1)
