@@ -6,6 +6,7 @@ The reader's own error messages are tested in detail in tests/test_readers.py; h
 kinds of bad files go through the command line (train, evaluate, predict).
 """
 
+import io
 import json
 import logging
 import os
@@ -495,7 +496,7 @@ def test_predict_bad_input_file(tmp_path, cli, model_dir, content, flags, line, 
     path = put(tmp_path, "in.txt", content)
     run = cli(["predict", "--model", model_dir, "--input", path, *flags])
     if needle is None:
-        assert run.rc == 0 and run.err == "" and run.out.strip() == "", (run.err, run.out)
+        assert run.rc == 0 and run.err == "" and run.out == "", (run.err, run.out)
     else:
         assert_one_line_error(run, path, line, needle)
         assert run.out == ""
@@ -507,6 +508,49 @@ def test_predict_cp1252_input_file_falls_back_with_a_note(tmp_path, cli, model_d
     assert run.rc == 0, run.err
     assert len(run.err_lines) == 1 and "not valid UTF-8; read as cp1252" in run.err and str(path) in run.err
     assert json.loads(run.out)["text"] == "Montréal is cold"
+
+
+class FakeStdin:
+    """Standard input for main(): bytes on ``buffer``; a terminal or a pipe."""
+
+    def __init__(self, data: bytes, tty: bool = False):
+        self.buffer, self.tty = io.BytesIO(data), tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_predict_reads_standard_input(cli, model_dir, monkeypatch):
+    text = "Angela Merkel visited Paris on Monday ."
+    expected = cli(["predict", "--model", model_dir, "--output-format", "json", text]).out
+    for argv in (["predict"], ["predict", "--input", "-"]):  # piped text without --input, or --input -
+        monkeypatch.setattr(sys, "stdin", FakeStdin((text + "\n\n").encode()))
+        run = cli([*argv, "--model", model_dir, "--output-format", "json"])
+        assert run.rc == 0 and run.out == expected, run.err
+    tokens = text.split()
+    monkeypatch.setattr(sys, "stdin", FakeStdin(("\n".join(tokens) + "\n").encode()))
+    run = cli(["predict", "--model", model_dir, "--input", "-", "--input-format", "conll", "--output-format",
+               "json"])
+    assert run.rc == 0, run.err
+    tagged = [(t["text"], t["tag"]) for t in json.loads(run.out)["tokens"]]
+    assert tagged == [(t["text"], t["tag"]) for t in json.loads(expected)["tokens"]]
+
+
+def test_predict_standard_input_errors_name_stdin(cli, model_dir, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", FakeStdin("Zürich\n".encode() + "Montréal\n".encode("cp1252")))
+    run = cli(["predict", "--model", model_dir, "--encoding", "utf-8"])
+    assert_one_line_error(run, "<stdin>", 2, "not valid utf-8")
+    assert run.out == ""
+    monkeypatch.setattr(sys, "stdin", FakeStdin(bytes(range(256))))
+    assert_one_line_error(cli(["predict", "--model", model_dir, "--input", "-", "--input-format", "conll"]),
+                          "<stdin>", 1, "binary")
+    monkeypatch.setattr(sys, "stdin", FakeStdin("Montréal is cold\n".encode("cp1252")))
+    run = cli(["predict", "--model", model_dir, "--output-format", "json"])
+    assert run.rc == 0 and run.err_lines == ["WARNING nerbilstm: <stdin>: not valid UTF-8; read as cp1252"]
+    assert json.loads(run.out)["text"] == "Montréal is cold"
+    monkeypatch.setattr(sys, "stdin", FakeStdin(b"Paris\n", tty=True))  # a terminal: not waited on
+    run = cli(["predict", "--model", model_dir])
+    assert run.rc == 2 and len(run.err_lines) == 1 and "nothing to tag" in run.err and run.out == ""
 
 
 def test_predict_bad_numbers(cli, model_dir):

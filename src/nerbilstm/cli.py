@@ -7,6 +7,7 @@ tracebacks are left for bugs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -112,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "--output-format json\n")
     p.add_argument("texts", nargs="*", help="text to tag (each argument one text)")
     p.add_argument("--model", help="model directory (default: the shipped model)")
-    p.add_argument("--input", help="file: plain text, one sentence per line; or CoNLL with --input-format conll")
+    p.add_argument("--input", help="file: plain text, one sentence per line; or CoNLL with --input-format "
+                   "conll; - for standard input, which is also read when no text is given")
     p.add_argument("--input-format", choices=("text", "conll"), default="text")
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252)")
     p.add_argument("--output-format", choices=("inline", "conll", "json"), default="inline")
@@ -274,7 +276,9 @@ def cmd_predict(args) -> int:
     from nerbilstm.predict import Tagger
 
     if not args.texts and not args.input:
-        raise NerError("nothing to tag: give text arguments or --input FILE")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise NerError("nothing to tag: give text arguments, --input FILE, or text on standard input")
+        args.input = "-"
     if args.batch_size < 1:
         raise NerError(f"--batch-size must be at least 1, got {args.batch_size}")
     tagger = Tagger.load(args.model)
@@ -282,13 +286,15 @@ def cmd_predict(args) -> int:
     if args.input and args.input_format == "conll":
         from nerbilstm.data.readers import read_conll_tokens
 
-        sentences = read_conll_tokens(args.input, encoding=args.encoding)
+        with _input_path(args.input) as path:
+            sentences = read_conll_tokens(path, encoding=args.encoding)
         tags = tagger.tags(sentences)
         docs = [_tokens_doc(tokens, sent_tags) for tokens, sent_tags in zip(sentences, tags)]
     else:
         texts = [_arg_text(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
         if args.input:
-            texts += _read_lines(args.input, args.encoding)
+            with _input_path(args.input) as path:
+                texts += _read_lines(path, args.encoding, STDIN_NAME if args.input == "-" else None)
         if args.nbest < 0:
             raise NerError("--nbest must be >= 0")
         if args.nbest and tagger.model.crf is None:
@@ -369,7 +375,31 @@ def _arg_text(text: str, k: int, encoding: str | None) -> str:
     return raw.decode("cp1252", errors="replace")
 
 
-def _read_lines(path: str, encoding: str | None) -> list[str]:
+STDIN_NAME = "<stdin>"
+
+
+@contextlib.contextmanager
+def _input_path(name: str):
+    """The path to read for ``--input``: the file itself, or for ``-`` standard input copied
+    to a temporary file (removed afterwards); errors name ``<stdin>`` instead of that file."""
+    if name != "-":
+        yield name
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nerbilstm-stdin-") as tmp:
+        path = Path(tmp) / "stdin"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            yield str(path)
+        except NerError as err:
+            if err.path == str(path):
+                raise type(err)(err.message, path=STDIN_NAME, line=err.line) from None
+            raise
+
+
+def _read_lines(path: str, encoding: str | None, shown: str | None = None) -> list[str]:
+    """The non-blank lines of a text file; ``shown`` names it in messages (default: the path)."""
     from nerbilstm.errors import DataError
 
     p = Path(path)
@@ -389,7 +419,7 @@ def _read_lines(path: str, encoding: str | None) -> list[str]:
             line = raw[: err.start].count(b"\n") + 1
             raise DataError(f"not valid {encoding}: {err.reason}", path=p, line=line) from None
         text = raw.decode("cp1252", errors="replace")
-        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", p)
+        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", shown or p)
     return [line for line in text.splitlines() if line.strip()]
 
 
@@ -397,6 +427,8 @@ _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def _render(docs: list[dict], fmt: str) -> str:
+    if not docs:
+        return ""
     if fmt == "json":  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
         return "".join(json.dumps(d, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n" for d in docs)
     if fmt == "conll":
