@@ -293,8 +293,7 @@ def cmd_predict(args) -> int:
     else:
         texts = [_arg_text(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
         if args.input:
-            with _input_path(args.input) as path:
-                texts += _read_lines(path, args.encoding, STDIN_NAME if args.input == "-" else None)
+            texts += _input_lines(args.input, args.encoding)
         if args.nbest < 0:
             raise NerError("--nbest must be >= 0")
         if args.nbest and tagger.model.crf is None:
@@ -380,8 +379,8 @@ STDIN_NAME = "<stdin>"
 
 @contextlib.contextmanager
 def _input_path(name: str):
-    """The path to read for ``--input``: the file itself, or for ``-`` standard input copied
-    to a temporary file (removed afterwards); errors name ``<stdin>`` instead of that file."""
+    """The path for a reader of files (CoNLL ``--input``): the file itself, or for ``-`` standard
+    input copied to a temporary file (removed afterwards); errors name ``<stdin>`` instead of it."""
     if name != "-":
         yield name
         return
@@ -398,28 +397,37 @@ def _input_path(name: str):
             raise
 
 
-def _read_lines(path: str, encoding: str | None, shown: str | None = None) -> list[str]:
-    """The non-blank lines of a text file; ``shown`` names it in messages (default: the path)."""
+def _input_lines(name: str, encoding: str | None) -> list[str]:
+    """The non-blank lines of a text ``--input``: a file, or standard input for ``-``."""
     from nerbilstm.errors import DataError
 
-    p = Path(path)
+    if name == "-":
+        return _text_lines(sys.stdin.buffer.read(), encoding, STDIN_NAME)
+    p = Path(name)
     if not p.is_file():
         raise DataError("input file not found", path=p)
+    return _text_lines(p.read_bytes(), encoding, str(p))
+
+
+def _text_lines(raw: bytes, encoding: str | None, name: str) -> list[str]:
+    """The non-blank lines of ``raw`` (UTF-8, else cp1252 with a note; or ``encoding``);
+    ``name`` says where the bytes came from in messages."""
+    from nerbilstm.errors import DataError
+
     if encoding is not None:
         from nerbilstm.data.readers import _check_encoding
 
-        encoding = _check_encoding(encoding, str(p))
-    raw = p.read_bytes()
+        encoding = _check_encoding(encoding, name)
     if b"\x00" in raw[:4096]:
-        raise DataError("looks like a binary file, expected text", path=p)
+        raise DataError("looks like a binary file, expected text", path=name)
     try:
         text = raw.decode(encoding or "utf-8")
     except UnicodeDecodeError as err:
         if encoding:
             line = raw[: err.start].count(b"\n") + 1
-            raise DataError(f"not valid {encoding}: {err.reason}", path=p, line=line) from None
+            raise DataError(f"not valid {encoding}: {err.reason}", path=name, line=line) from None
         text = raw.decode("cp1252", errors="replace")
-        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", shown or p)
+        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", name)
     return [line for line in text.splitlines() if line.strip()]
 
 
