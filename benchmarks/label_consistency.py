@@ -9,8 +9,9 @@ annotation), not only the sentence a tagger sees.
 
 Then, for the sentences whose exact token sequence occurs more than once in the corpus, how
 well the copies' annotations agree (entity F1, CoNLL-eval, of each later copy against the
-first, over the pairs where either copy has an entity): the corpus scored against itself,
-a ceiling that a tagger, which gives identical sentences identical tags, cannot pass on them.
+first, over the pairs where either copy has an entity): the corpus scored against itself, a
+ceiling that a tagger, which gives identical sentences identical tags, cannot pass on them.
+With it, the median length of the repeated texts and of all sentences.
 
     python benchmarks/label_consistency.py --top 10
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from collections import Counter, defaultdict
 
@@ -68,6 +70,9 @@ def duplicate_agreement(sentences) -> dict:
                 later.append(b)
     scores = entity_scores(first, later, "conll") if first else None
     return {"repeated_texts": len(repeated), "sentences_in_them": sum(map(len, repeated)),
+            "median_tokens": statistics.median(len(sentences[ids[0]].tokens) for ids in repeated) if repeated
+            else None,
+            "corpus_median_tokens": statistics.median(len(s.tokens) for s in sentences) if sentences else None,
             "pairs_with_entities": len(first), "identical_pairs": sum(a == b for a, b in zip(first, later)),
             "entities": scores["support"] if scores else 0,
             "entity_f1": round(scores["f1"], 4) if scores else None,

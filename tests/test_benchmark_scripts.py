@@ -44,9 +44,12 @@ def test_duplicate_agreement_scores_later_copies_against_the_first():
         Sentence(["UN", "met", "Bob"], ["B-geo", "O", "B-per"]),  # one of two entities agrees
         Sentence(["UN", "met", "Bob"], ["B-org", "O", "B-per"]),  # both agree
         Sentence(["once"], ["B-tim"]),
+        Sentence(["only", "once", "here"], ["O", "O", "O"]),
     ]
     result = duplicate_agreement(corpus)
     assert result["repeated_texts"] == 2 and result["sentences_in_them"] == 5
+    # repeated texts of 3 and 1 tokens; the corpus's 7 sentences have 1, 1, 1, 3, 3, 3, 3
+    assert result["median_tokens"] == 2 and result["corpus_median_tokens"] == 3
     assert result["pairs_with_entities"] == 2 and result["identical_pairs"] == 1
     # first copy as gold (4 entities), later copies as predictions: 3 of 4 correct
     assert result["entities"] == 4 and result["entity_f1"] == 0.75
