@@ -17,6 +17,7 @@ from nerbilstm.data.readers import (
     Corpus,
     Sentence,
     detect_format,
+    from_iobes,
     iter_sentences,
     read_corpus,
     split_canonical,
@@ -26,6 +27,7 @@ from nerbilstm.data.readers import (
     write_text_labels_csv,
 )
 from nerbilstm.errors import DataError
+from nerbilstm.metrics import entity_spans
 
 NBSP = "\xa0"
 
@@ -267,6 +269,62 @@ def test_to_iob2_properties(tags):
     assert [t[2:] for t in out] == [t[2:] for t in tags]  # types unchanged
 
 
+def test_from_iobes():
+    assert from_iobes([]) == ([], 0)
+    iobes = ["S-per", "O", "B-geo", "I-geo", "E-geo", "B-org", "E-org", "S-org"]
+    assert from_iobes(iobes) == (["B-per", "O", "B-geo", "I-geo", "I-geo", "B-org", "I-org", "B-org"], 4)
+    bilou = ["U-per", "O", "B-geo", "I-geo", "L-geo"]
+    assert from_iobes(bilou) == (["B-per", "O", "B-geo", "I-geo", "I-geo"], 2)
+    assert from_iobes(["O", "B-x", "I-x", "Spain", "E"]) == (["O", "B-x", "I-x", "Spain", "E"], 0)
+    tags = ["S-x"]
+    from_iobes(tags)
+    assert tags == ["S-x"]  # input untouched
+
+
+def _to_iobes(iob2: list[str]) -> list[str]:
+    """IOB2 -> IOBES, written independently of the reader: the reference for the round trip."""
+    out = []
+    for i, t in enumerate(iob2):
+        last = i + 1 == len(iob2) or iob2[i + 1] != "I-" + t[2:]
+        if t == "O":
+            out.append(t)
+        elif t.startswith("B-"):
+            out.append(("S-" if last else "B-") + t[2:])
+        else:
+            out.append(("E-" if last else "I-") + t[2:])
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_tag, max_size=30))
+def test_from_iobes_round_trip_and_seqeval_spans(tags):
+    iob2, _ = to_iob2(tags)
+    iobes = _to_iobes(iob2)
+    assert from_iobes(iobes)[0] == iob2
+    bilou = [{"S": "U", "E": "L"}.get(t[0], t[0]) + t[1:] for t in iobes]
+    assert from_iobes(bilou)[0] == iob2
+    # seqeval reads IOBES itself: its entities are those of the IOB2 we return
+    get_entities = pytest.importorskip("seqeval.metrics.sequence_labeling").get_entities
+    ours = [(typ, start, end - 1) for typ, start, end in entity_spans(from_iobes(iobes)[0])]
+    assert ours == get_entities(iobes)
+
+
+def test_conll_iobes_and_bilou_converted(tmp_path):
+    iobes = "-DOCSTART- O\n\nJohn S-PER\nlives O\nin O\nNew B-LOC\nYork E-LOC\n\nAcme B-ORG\nInc E-ORG\n"
+    p = put(tmp_path, "x.bioes", iobes)
+    assert detect_format(put(tmp_path, "y", "John S-PER\nsmiled O\n")) == "conll"
+    c = read_corpus(p)
+    assert pairs(c) == [(["John", "lives", "in", "New", "York"], ["B-PER", "O", "O", "B-LOC", "I-LOC"]),
+                        (["Acme", "Inc"], ["B-ORG", "I-ORG"])]
+    assert c.converted == 3 and c.repaired == 0
+    assert c.notes == ["converted 3 IOBES/BILOU tags to IOB2 (S-/U- to B-, E-/L- to I-; first at line 3)"]
+    c = read_corpus(put(tmp_path, "x.bilou", "A O\nParis U-LOC\n\nNew B-LOC\nYork L-LOC\n"), repair=False)
+    assert pairs(c) == [(["A", "Paris"], ["O", "B-LOC"]), (["New", "York"], ["B-LOC", "I-LOC"])]
+    assert c.converted == 2
+    c = read_corpus(put(tmp_path, "x.csv", "Sentence #,Word,POS,Tag\nSentence: 1,Bonn,NNP,S-geo\n,is,VBZ,O\n"))
+    assert c.sentences[0].tags == ["B-geo", "O"] and c.converted == 1
+
+
 # ----------------------------------------------------------------------- errors
 
 
@@ -328,7 +386,7 @@ def test_text_labels_too_few_columns(tmp_path):
     expect_error(p, 3, "1 column", "expected 2")
 
 
-@pytest.mark.parametrize("bad", ["X-geo", "B-", "b-geo", "I", "S-per", "E-per", "o"])
+@pytest.mark.parametrize("bad", ["X-geo", "B-", "b-geo", "I", "T-per", "S_per", "o"])
 def test_bad_tag_gmb(tmp_path, bad):
     p = put(tmp_path, "c.csv", f"Sentence #,Word,POS,Tag\nSentence: 1,a,DT,O\n,b,NN,{bad}\n")
     expect_error(p, 3, repr(bad), "expected O, B-TYPE or I-TYPE")

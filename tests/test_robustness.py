@@ -191,7 +191,7 @@ BAD_FILES = [
     ("continuation-first", "c.csv", GMB_HEADER + ",b,NN,O\n", [], 2, ["before any 'Sentence: N'"]),
     ("tag-not-iob", "t.csv", GMB_HEADER + "Sentence: 1,a,DT,O\n,b,NN,X-geo\n", [], 3, ["'X-geo'", "B-TYPE"]),
     ("tag-not-iob-conll", "t.conll", "a O\nb X-geo\n", [], 2, ["'X-geo'"]),
-    ("tag-not-iob-text-labels", "t.csv", "text,labels\na b,O O\nc d,O S-per\n", [], 3, ["'S-per'"]),
+    ("tag-not-iob-text-labels", "t.csv", "text,labels\na b,O O\nc d,O T-per\n", [], 3, ["'T-per'"]),
     ("conll-one-column", "o.conll", "a O\nlonely\n", ["--format", "conll"], 2, ["one column"]),
     ("conll-tag-column", "o.conll", "a O\n", ["--tag-column", "5"], 1, ["no tag column 5"]),
     ("binary", "b.csv", bytes(range(256)) * 4, [], 1, ["binary"]),
@@ -580,7 +580,7 @@ def test_real_command_line_non_utf8_argument_and_bad_file(tmp_path, model_dir):
                            str(tmp_path / "out")], env=env, capture_output=True, timeout=120)
     err = proc.stderr.decode()
     assert proc.returncode == 2 and err == f"nerbilstm train: error: {bad}:3: invalid tag 'X-geo': expected O, " \
-                                           f"B-TYPE or I-TYPE (IOB/IOB2 tags)\n", err
+                                           f"B-TYPE or I-TYPE (IOB/IOB2; IOBES and BILOU tags are converted)\n", err
 
 
 # --------------------------------------------------------------------------- model directories

@@ -53,6 +53,7 @@ __all__ = [
     "split_canonical",
     "to_iob2",
     "is_valid_tag",
+    "from_iobes",
     "write_conll",
     "write_gmb_csv",
     "write_text_labels_csv",
@@ -69,6 +70,8 @@ _CONLL_WS = " \t\f\v"  # columns of a CoNLL line: ASCII blanks only, never U+00A
 _CONLL_SPLIT = re.compile(r"[ \t\f\v]+")
 _LIST_SPLIT = re.compile(r"[ \t\r\n\f\v]+")
 _TAG = re.compile(r"O|[BI]-\S+")
+_SCHEME_TAG = re.compile(r"O|[BIESLU]-\S+")  # IOB, IOB2, IOBES (BIOES) and BILOU tags as read
+_IOBES_TO_IOB2 = {"S": "B", "U": "B", "E": "I", "L": "I"}
 _EOL = re.compile(r"\r\n|\r|\n")
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 
@@ -92,6 +95,7 @@ class Corpus:
     notes: list[str] = field(default_factory=list)
     skipped: int = 0
     repaired: int = 0
+    converted: int = 0  # IOBES / BILOU tags rewritten as IOB2
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -106,6 +110,25 @@ class Corpus:
 def is_valid_tag(tag: str) -> bool:
     """``O``, ``B-TYPE`` or ``I-TYPE`` (TYPE: one or more non-space characters)."""
     return _TAG.fullmatch(tag) is not None
+
+
+def is_scheme_tag(tag: str) -> bool:
+    """A tag the readers accept: ``O`` or ``X-TYPE`` with X one of B, I (IOB, IOB2), E, S (IOBES)
+    or L, U (BILOU)."""
+    return _SCHEME_TAG.fullmatch(tag) is not None
+
+
+def from_iobes(tags: list[str]) -> tuple[list[str], int]:
+    """Rewrite IOBES (``S-``, ``E-``) and BILOU (``U-``, ``L-``) tags as IOB2.
+
+    A single-token entity (``S-x``, ``U-x``) becomes ``B-x``, the last token of a longer one
+    (``E-x``, ``L-x``) ``I-x``; ``B-``, ``I-`` and ``O`` stay, so the entity spans of a
+    well-formed sequence are unchanged.  Returns the new tags and how many were changed; the
+    input list is not modified.
+    """
+    out = [tag if tag[:1] not in _IOBES_TO_IOB2 or tag[1:2] != "-" else _IOBES_TO_IOB2[tag[0]] + tag[1:]
+           for tag in tags]
+    return out, sum(a != b for a, b in zip(tags, out))
 
 
 def to_iob2(tags: list[str]) -> tuple[list[str], int]:
@@ -240,7 +263,7 @@ def detect_format(path, encoding: str | None = None) -> str:
     if stripped.startswith("-DOCSTART-"):
         return "conll"
     cols = _CONLL_SPLIT.split(stripped)
-    if len(cols) >= 2 and any(is_valid_tag(c) for c in cols[1:]):
+    if len(cols) >= 2 and any(is_scheme_tag(c) for c in cols[1:]):
         return "conll"
     raise DataError(
         "cannot tell the format from the first line "
@@ -263,7 +286,7 @@ class SentenceStream(Iterator[Sentence]):
     """The sentences of a corpus file, read lazily (what :func:`iter_sentences` returns).
 
     Besides iterating, it tells ``format``, ``encoding`` (what was actually used),
-    ``notes``, ``skipped`` and ``repaired``; these are complete once the stream is
+    ``notes``, ``skipped``, ``repaired`` and ``converted``; these are complete once the stream is
     exhausted (or after :meth:`finish`).  Use it as a context manager, or call
     :meth:`close`, to release the file early.
     """
@@ -284,12 +307,15 @@ class SentenceStream(Iterator[Sentence]):
         self.notes: list[str] = []
         self.skipped = 0
         self.repaired = 0
+        self.converted = 0
         self.sentences_read = 0
         self._b_starts = 0
         self._first_skip_line: int | None = None
         self._first_repair_line: int | None = None
+        self._first_convert_line: int | None = None
         self._finished = False
         self._valid_tags: set[str] = set()
+        self._scheme_tags_seen = False  # an E-/S-/L-/U- tag was read: sentences get from_iobes
         self._gen = self._generate()
 
     # iterator protocol
@@ -317,6 +343,11 @@ class SentenceStream(Iterator[Sentence]):
             self.notes.append(
                 f"skipped {self.skipped} row{'s' if self.skipped != 1 else ''} whose token and "
                 f"tag counts differ (first at line {self._first_skip_line})"
+            )
+        if self.converted:
+            self.notes.append(
+                f"converted {self.converted} IOBES/BILOU tag{'s' if self.converted != 1 else ''} to IOB2 "
+                f"(S-/U- to B-, E-/L- to I-; first at line {self._first_convert_line})"
             )
         if self.repaired:
             if self._b_starts == 0:
@@ -444,6 +475,12 @@ class SentenceStream(Iterator[Sentence]):
             f.seek(pos)
 
     def _emit(self, tokens: list[str], tags: list[str], line: int) -> Sentence:
+        if self._scheme_tags_seen:
+            tags, n = from_iobes(tags)
+            if n:
+                self.converted += n
+                if self._first_convert_line is None:
+                    self._first_convert_line = line
         self._b_starts += _b_starts(tags)  # on the tags as read: IOB2 files have some
         if self.repair:
             tags, n = to_iob2(tags)
@@ -458,12 +495,15 @@ class SentenceStream(Iterator[Sentence]):
         if raw in self._valid_tags:
             return raw
         tag = raw.strip(_ASCII_WS)
-        if is_valid_tag(tag):
+        if is_scheme_tag(tag):
+            if not is_valid_tag(tag):
+                self._scheme_tags_seen = True
             if tag == raw and len(self._valid_tags) < 10_000:
                 self._valid_tags.add(tag)
         else:
             raise self._error(
-                f"invalid tag {_shorten(tag)!r}: expected O, B-TYPE or I-TYPE (IOB/IOB2 tags)", line
+                f"invalid tag {_shorten(tag)!r}: expected O, B-TYPE or I-TYPE "
+                "(IOB/IOB2; IOBES and BILOU tags are converted)", line
             )
         return tag
 
@@ -648,7 +688,8 @@ def read_corpus(
     ``encoding``: None for UTF-8 with a cp1252 fallback (noted), or a codec name.
     ``tag_column``: for ``conll`` only, the column (0-based; negative from the end)
     holding the tag.  ``repair``: turn an ``I-x`` that starts an entity into ``B-x``
-    (IOB1 -> IOB2), counted in ``Corpus.repaired`` and noted.
+    (IOB1 -> IOB2), counted in ``Corpus.repaired`` and noted.  IOBES and BILOU tags are
+    always rewritten as IOB2 (:func:`from_iobes`), counted in ``Corpus.converted`` and noted.
     """
     stream = iter_sentences(path, fmt, encoding, tag_column, repair)
     sentences: list[Sentence] = []
@@ -671,6 +712,7 @@ def read_corpus(
         notes=list(stream.notes),
         skipped=stream.skipped,
         repaired=stream.repaired,
+        converted=stream.converted,
     )
 
 
