@@ -80,3 +80,43 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "examples:" in capsys.readouterr().out
+
+
+def test_info_describes_the_model(trained, capsys, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from nerbilstm.predict import Tagger
+
+    _, out = trained
+    assert main(["info", "--model", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    config = json.loads((out / "config.json").read_text())
+    weights = load_file(out / "model.safetensors")
+    buffers = dict(Tagger.load(out).model.named_buffers())  # saved too (class weights), not parameters
+    assert info["parameters"] == sum(t.numel() for name, t in weights.items() if name not in buffers) > 0
+    assert info["weights"] == {"bytes": (out / "model.safetensors").stat().st_size,
+                               "sha256": config["weights_sha256"]}
+    assert info["labels"] == config["labels"]
+    assert info["entity_types"] == sorted({lab[2:] for lab in config["labels"] if lab != "O"})
+    assert info["model"] == config["model"] and info["training"] == config["training"]
+    assert info["data"]["file"] == "tiny.csv" and info["data"]["sentences"] == 300
+    assert info["metrics"]["dev"]["entity_f1"] == config["metrics"]["dev"]["entity_f1"]
+    assert main(["info", "--model", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"parameters  {info['parameters']:,}" in text
+    assert f"entity F1 {config['metrics']['test']['entity_f1']:.4f}" in text
+
+    # a NaN figure is null in strict JSON; a damaged weight file is refused in one line
+    broken = tmp_path / "model"
+    shutil.copytree(out, broken)
+    config["metrics"]["dev"]["entity_f1"] = float("nan")
+    (broken / "config.json").write_text(json.dumps(config))
+    assert main(["info", "--model", str(broken), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail)["metrics"]["dev"]["entity_f1"] is None
+    with open(broken / "model.safetensors", "ab") as f:
+        f.write(b"\0")
+    assert main(["info", "--model", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors" in err and "checksum" in err

@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --output-format json: the K best tag sequences of each sentence with their "
                         "probabilities (CRF models)")
 
+    p = sub.add_parser("info", help="describe a model: network, size, labels, training, scores",
+                       formatter_class=_formatter,
+                       description="What a model directory holds: the network and its size, labels, vocabulary, "
+                                   "embeddings, the training recipe and data, and the dev/test figures recorded "
+                                   "when it was trained. Loads the model, so its weights are checked too.",
+                       epilog="examples:\n"
+                              "  nerbilstm info                       # the shipped model\n"
+                              "  nerbilstm info --model runs/crf --json\n")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("serve", help="serve a model over HTTP: JSON API and web page", formatter_class=_formatter,
                        description="Serve a model over HTTP: POST /api/tag, GET /api/model, GET /healthz, "
                                    "a web page at / and API docs at /docs. Needs the serve extra "
@@ -174,7 +185,8 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "serve": cmd_serve, "bench": cmd_bench, "export": cmd_export}[args.command](args)
+                "info": cmd_info, "serve": cmd_serve, "bench": cmd_bench,
+                "export": cmd_export}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
 
@@ -301,6 +313,58 @@ def cmd_predict(args) -> int:
         docs = tagger(texts, nbest=args.nbest)
     sys.stdout.write(_render(docs, args.output_format))
     return 0
+
+
+def cmd_info(args) -> int:
+    from nerbilstm.predict import Tagger
+
+    info = Tagger.load(args.model).info()
+    print(json.dumps(info) if args.json else _render_info(info))
+    return 0
+
+
+def _render_info(info: dict) -> str:
+    """The text form of Tagger.info(): one line per aspect of the model."""
+    net = info.get("model") or {}
+    train = info.get("training") or {}
+    metrics = info.get("metrics") or {}
+    data = info.get("data") or {}
+    emb = info.get("embeddings") or {}
+    decoder = "CRF" + (" (IOB2-constrained)" if net.get("constrained") else "") if net.get("decoder") == "crf" \
+        else str(net.get("decoder", "?"))
+    chars = (f"char CNN {net.get('char_filters')} filters of width {net.get('char_kernel')} over "
+             f"{net.get('char_dim')}-dim chars" if net.get("char_dim") else "no char features")
+    size = info["weights"]["bytes"]
+    rows = [
+        ("model", f"{info.get('path')} (format {info.get('format_version')}, "
+                  f"written by nerbilstm {info.get('trained_with')})"),
+        ("network", f"{net.get('layers')} BiLSTM layer(s) x {net.get('hidden_size')} units per direction, "
+                    f"{decoder}; {net.get('word_dim')}-dim words, {chars}, {net.get('case_dim')}-dim casing; "
+                    f"dropout {net.get('dropout')}"),
+        ("parameters", f"{info['parameters']:,}" + (f" (model.safetensors {size / 1e6:.1f} MB)" if size else "")),
+        ("labels", f"{len(info['labels'])} ({len(info['entity_types'])} entity types: "
+                   f"{' '.join(info['entity_types'])})"),
+        ("vocabulary", f"{info['vocabulary']['words']:,} words, {info['vocabulary']['chars']:,} chars"),
+        ("embeddings", f"{emb.get('source') or 'none'}" + (f" ({emb.get('dim')}-dim, "
+                       f"{'loaded' if emb.get('loaded') else 'not found here: unseen words get no vector'})"
+                       if emb.get("source") else "")),
+        ("training", f"{train.get('epochs')} epochs (best {metrics.get('best_epoch')} of "
+                     f"{metrics.get('epochs_run')} run), batch {train.get('batch_size')}, Adam lr {train.get('lr')} "
+                     f"x {train.get('lr_decay')} per epoch, word dropout {train.get('word_dropout')}, "
+                     f"seed {train.get('seed')}; {metrics.get('train_wall_seconds')} s"),
+        ("data", f"{data.get('file')} ({data.get('format')}, {data.get('encoding')}, "
+                 f"{data.get('sentences')} sentences, sha256 {str(data.get('sha256'))[:12]}...); "
+                 f"split: {data.get('split')}"),
+    ]
+    for split in ("dev", "test"):
+        m = metrics.get(split)
+        if isinstance(m, dict):
+            figures = [("entity F1", "entity_f1"), ("token macro-F1", "token_macro_f1"),
+                       ("batch-of-8 figure", "seed_batch_macro_f1")]
+            rows.append((split, ", ".join(f"{name} {m[key]:.4f}" for name, key in figures
+                                          if isinstance(m.get(key), float))))
+    width = max(len(k) for k, _ in rows) + 2
+    return "\n".join(f"{k:<{width}}{v}" for k, v in rows)
 
 
 def cmd_serve(args) -> int:

@@ -17,7 +17,7 @@ from nerbilstm.data.batching import Encoded, collate, encode, length_buckets
 from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import ModelFileError
-from nerbilstm.io import read_config, read_weights
+from nerbilstm.io import finite_json, read_config, read_weights
 from nerbilstm.metrics import entity_spans
 from nerbilstm.model.tagger import BiLSTMTagger
 
@@ -163,6 +163,35 @@ class Tagger:
                 except Exception:  # a table that moved away only costs unseen words their vectors
                     pretrained = None
         return cls(model, vocab, config, pretrained)
+
+    def info(self) -> dict:
+        """What the model is, from its config.json and weights: architecture and size, labels,
+        vocabulary, embeddings, the training recipe and data, and the figures recorded when it was
+        trained. Keys as in the server's ``GET /api/model`` where the two overlap."""
+        config = self.config
+        directory = Path(config["_path"]).parent if "_path" in config else None
+        weights = directory / "model.safetensors" if directory is not None else None
+        embeddings = config.get("embeddings") or {}
+        data = config.get("data") or {}
+        train = data.get("train") or {}
+        return finite_json({
+            "path": None if directory is None else str(directory),
+            "trained_with": config.get("nerbilstm_version"),
+            "format_version": config.get("format_version"),
+            "model": config.get("model"),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "weights": {"bytes": weights.stat().st_size if weights is not None and weights.is_file() else None,
+                        "sha256": config.get("weights_sha256")},
+            "labels": list(self.labels),
+            "entity_types": sorted({label[2:] for label in self.labels if label != "O"}),
+            "vocabulary": {"words": len(self.vocab.words), "chars": len(self.vocab.chars)},
+            "embeddings": {**embeddings, "loaded": self.pretrained is not None},
+            "training": config.get("training"),
+            "data": {"file": Path(train["path"]).name if train.get("path") else None,
+                     **{k: train.get(k) for k in ("sha256", "format", "encoding", "sentences")},
+                     "split": data.get("split")},
+            "metrics": config.get("metrics"),
+        })
 
     def tag_tokens(self, sentences: Sequence[Sequence[str]], with_confidence: bool = False,
                    nbest: int = 0) -> list[TaggedSentence]:

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nerbilstm import __version__
 from nerbilstm.errors import NerError
+from nerbilstm.io import finite_json
 
 log = logging.getLogger("nerbilstm.serve")
 
@@ -361,17 +361,6 @@ def _entity_types(labels: Sequence[str]) -> dict[str, str]:
     return types
 
 
-def _finite(value):
-    """Config values for JSON: NaN and infinities (say, an F1 never computed) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
     yield
@@ -402,7 +391,7 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
     batcher = MicroBatcher(lambda texts: tagger(list(texts)), _encode_results,
                            workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
                            max_texts=max_batch_texts, max_chars=max_batch_chars)
-    model_info = _finite({
+    model_info = finite_json({
         "labels": labels,
         "entity_types": _entity_types(labels),
         "model": config.get("model"),
