@@ -120,3 +120,18 @@ def test_info_describes_the_model(trained, capsys, tmp_path):
     assert main(["info", "--model", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.safetensors" in err and "checksum" in err
+
+
+def test_compare_a_model_with_itself(trained, capsys):
+    data, out = trained
+    assert main(["compare", str(out), str(out), "--data", str(data), "--samples", "200", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["a"]["entity_f1"] == result["b"]["entity_f1"] > 0.5
+    boot = result["bootstrap"]
+    assert boot["delta"] == 0 and boot["ci95"] == [0.0, 0.0] and boot["samples"] == 200
+    assert boot["sentences"] == result["a"]["n_sentences"] == 30 and result["split"] == "test"
+    assert main(["compare", str(out), str(out), "--data", str(data), "--samples", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "B - A: +0.0000, 95% interval [+0.0000, +0.0000]" in text and "50 resamples" in text
+    assert main(["compare", str(out), str(out / "nope"), "--data", str(data)]) == 2
+    assert main(["compare", str(out), str(out), "--data", str(data), "--samples", "0"]) == 2

@@ -103,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plots", metavar="DIR", help="also write the tag confusion matrix as PNG into DIR")
 
+    p = sub.add_parser("compare", help="is model B better than model A? a paired bootstrap test",
+                       formatter_class=_formatter,
+                       description="Score two models on the same split and test the difference of their entity "
+                                   "F1 (CoNLL-eval) with a paired bootstrap over sentences: the 95%% interval of "
+                                   "F1(B) - F1(A), how often each model wins on a resampled test set, and "
+                                   "Berg-Kirkpatrick et al.'s p-value.",
+                       epilog="examples:\n"
+                              "  nerbilstm compare runs/crf runs/crf_seed14 --data ner_dataset.csv\n"
+                              "  nerbilstm compare runs/softmax runs/crf --data ner_dataset.csv --split dev --json\n")
+    for name, metavar in (("model_a", "A"), ("model_b", "B")):
+        p.add_argument(name, metavar=metavar, help="model directory; 'default' for the shipped model")
+    _add_data_options(p)
+    p.add_argument("--split", choices=("test", "dev", "train", "all"), default="test",
+                   help="canonical split of the file, or all of it (default: test)")
+    p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("predict", help="tag text", formatter_class=_formatter,
                        description="Tag raw text (tokenized like GMB) or a CoNLL file's tokens.",
                        epilog="examples:\n"
@@ -185,7 +203,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "info": cmd_info, "serve": cmd_serve, "bench": cmd_bench,
+                "compare": cmd_compare, "info": cmd_info, "serve": cmd_serve, "bench": cmd_bench,
                 "export": cmd_export}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
@@ -281,6 +299,40 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(metrics))
     else:
         print(format_report(metrics))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from nerbilstm.data.dataset import select_split
+    from nerbilstm.evaluate import compare_taggers
+    from nerbilstm.predict import Tagger
+
+    if args.samples < 1:
+        raise NerError(f"--samples must be at least 1, got {args.samples}")
+    taggers = [Tagger.load(None if m == "default" and not Path(m).exists() else m)
+               for m in (args.model_a, args.model_b)]
+    sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
+                                   args.max_sentences)
+    _log_notes({"data": info})
+    result = compare_taggers(*taggers, sentences, samples=args.samples, seed=args.seed)
+    result["split"] = args.split
+    result["models"] = {"a": args.model_a, "b": args.model_b}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    boot = result["bootstrap"]
+    rows = [("", "entity F1", "token macro-F1", "batch-of-8", "model")]
+    for key in ("a", "b"):
+        m = result[key]
+        rows.append((key.upper(), f"{m['entity_f1']:.4f}", f"{m['token_macro_f1']:.4f}",
+                     f"{m['seed_batch_macro_f1']:.4f}", result["models"][key]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lo, hi = boot["ci95"]
+    print(f"{args.split} split: {boot['sentences']:,} sentences; paired bootstrap over sentences, "
+          f"{boot['samples']:,} resamples (seed {boot['seed']})")
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows))
+    print(f"entity F1, B - A: {boot['delta']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}]; B higher in "
+          f"{boot['b_better']:.1%} of resamples, A in {boot['a_better']:.1%}; p = {boot['p_value']:.3f}")
     return 0
 
 

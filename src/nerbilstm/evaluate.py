@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from nerbilstm.metrics import evaluate_tags
+from nerbilstm.metrics import evaluate_tags, paired_bootstrap
 
 
 def label_set(model_labels: Sequence[str], gold: Sequence[Sequence[str]]) -> list[str]:
@@ -31,3 +31,13 @@ def evaluate_tagger(tagger, sentences, return_predictions: bool = False):
     pred = tagger.tags([s.tokens for s in sentences])
     metrics = score_predictions(gold, pred, tagger.labels)
     return (metrics, pred) if return_predictions else metrics
+
+
+def compare_taggers(tagger_a, tagger_b, sentences, samples: int = 1000, seed: int = 0) -> dict:
+    """Score two taggers on the same gold sentences, and test the difference of their entity F1
+    with a paired bootstrap over sentences. -> ``{"a": metrics, "b": metrics, "bootstrap": ...}``
+    (metrics as :func:`evaluate_tagger`; bootstrap as :func:`metrics.paired_bootstrap`)."""
+    metrics_a, pred_a = evaluate_tagger(tagger_a, sentences, return_predictions=True)
+    metrics_b, pred_b = evaluate_tagger(tagger_b, sentences, return_predictions=True)
+    gold = [s.tags for s in sentences]
+    return {"a": metrics_a, "b": metrics_b, "bootstrap": paired_bootstrap(gold, pred_a, pred_b, samples, seed)}

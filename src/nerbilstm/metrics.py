@@ -46,6 +46,9 @@ __all__ = [
     "confusion_matrix",
     "evaluate_tags",
     "format_report",
+    "entity_counts",
+    "bootstrap_f1_deltas",
+    "paired_bootstrap",
 ]
 
 MODES = ("conll", "strict")
@@ -349,6 +352,78 @@ def seed_batch_macro_f1(gold, pred, batch_size: int = 8) -> float:
         if g:
             scores.append(_macro_f1_present(g, p))
     return float(sum(scores) / len(scores)) if scores else 0.0
+
+
+# ---------------------------------------------------------------------------
+# significance: is one tagger's entity F1 really above another's?
+
+
+def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conll") -> np.ndarray:
+    """Per sentence, ``(correct, predicted, gold)`` entity counts. -> (N, 3) int64.
+
+    Summed over any multiset of sentences they give its micro F1 = 2 correct / (predicted + gold).
+    """
+    _check_pair(gold, pred)
+    out = np.zeros((len(gold), 3), dtype=np.int64)
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        gs, ps = set(entity_spans(g, mode)), set(entity_spans(p, mode))
+        out[i] = (len(gs & ps), len(ps), len(gs))
+    return out
+
+
+def _f1_of_counts(counts: np.ndarray) -> np.ndarray:
+    """counts: (..., 3) summed (correct, predicted, gold) -> (...) micro F1 (0 where nothing at all)."""
+    den = counts[..., 1] + counts[..., 2]
+    return np.where(den > 0, 2.0 * counts[..., 0] / np.maximum(den, 1), 0.0)
+
+
+def bootstrap_f1_deltas(counts_a: np.ndarray, counts_b: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """F1(B) - F1(A) on resampled test sets.
+
+    counts_a, counts_b: (N, 3) from :func:`entity_counts` on the same sentences; weights: (S, N)
+    how often each sentence is drawn into each of S resamples. -> (S,) float64.
+    """
+    return _f1_of_counts(weights @ counts_b) - _f1_of_counts(weights @ counts_a)
+
+
+def paired_bootstrap(
+    gold: Sequence[Sequence[str]], pred_a: Sequence[Sequence[str]], pred_b: Sequence[Sequence[str]],
+    samples: int = 1000, seed: int = 0, mode: str = "conll",
+) -> dict:
+    """Paired bootstrap over sentences (Koehn 2004; Berg-Kirkpatrick et al. 2012) of entity F1.
+
+    Both taggers' predictions on the same sentences are resampled together, ``samples`` times, each
+    resample as many sentences as the test set, drawn with replacement. Returns ``f1_a``, ``f1_b``,
+    ``delta`` (B - A on the test set itself), ``ci95`` (2.5th and 97.5th percentiles of the resampled
+    deltas), ``b_better`` / ``a_better`` (fractions of resamples where B / A scores higher),
+    ``p_value`` (Berg-Kirkpatrick's: the fraction of resamples whose delta exceeds twice the
+    observed one in the observed direction; small means the sign of ``delta`` is unlikely to be
+    luck), and ``samples``, ``seed``, ``sentences``.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    counts_a = entity_counts(gold, pred_a, mode)
+    counts_b = entity_counts(gold, pred_b, mode)
+    n = len(gold)
+    if n == 0:
+        raise ValueError("no sentences to resample")
+    rng = np.random.default_rng(seed)
+    deltas = np.concatenate([
+        bootstrap_f1_deltas(counts_a, counts_b, rng.multinomial(n, np.full(n, 1.0 / n), size=min(256, samples - k)))
+        for k in range(0, samples, 256)
+    ])
+    f1_a, f1_b = float(_f1_of_counts(counts_a.sum(0))), float(_f1_of_counts(counts_b.sum(0)))
+    delta = f1_b - f1_a
+    if delta == 0:
+        p_value = 1.0
+    else:
+        p_value = float(np.mean(np.sign(delta) * deltas > 2 * abs(delta)))
+    lo, hi = np.percentile(deltas, [2.5, 97.5])
+    return {
+        "f1_a": f1_a, "f1_b": f1_b, "delta": delta, "ci95": [float(lo), float(hi)],
+        "b_better": float(np.mean(deltas > 0)), "a_better": float(np.mean(deltas < 0)),
+        "p_value": p_value, "samples": int(samples), "seed": int(seed), "sentences": n,
+    }
 
 
 # ---------------------------------------------------------------------------
