@@ -317,9 +317,12 @@ def cmd_compare(args) -> int:
     result = compare_taggers(*taggers, sentences, samples=args.samples, seed=args.seed)
     result["split"] = args.split
     result["models"] = {"a": args.model_a, "b": args.model_b}
-    if args.json:
-        print(json.dumps(result))
-        return 0
+    print(json.dumps(result) if args.json else _render_comparison(result))
+    return 0
+
+
+def _render_comparison(result: dict) -> str:
+    """The text form of evaluate.compare_taggers' result: both models' figures, then the test."""
     boot = result["bootstrap"]
     rows = [("", "entity F1", "token macro-F1", "batch-of-8", "model")]
     for key in ("a", "b"):
@@ -328,12 +331,13 @@ def cmd_compare(args) -> int:
                      f"{m['seed_batch_macro_f1']:.4f}", result["models"][key]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lo, hi = boot["ci95"]
-    print(f"{args.split} split: {boot['sentences']:,} sentences; paired bootstrap over sentences, "
-          f"{boot['samples']:,} resamples (seed {boot['seed']})")
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows))
-    print(f"entity F1, B - A: {boot['delta']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}]; B higher in "
-          f"{boot['b_better']:.1%} of resamples, A in {boot['a_better']:.1%}; p = {boot['p_value']:.3f}")
-    return 0
+    return "\n".join([
+        f"{result['split']} split: {boot['sentences']:,} sentences; paired bootstrap over sentences, "
+        f"{boot['samples']:,} resamples (seed {boot['seed']})",
+        *("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows),
+        f"entity F1, B - A: {boot['delta']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}]; B higher in "
+        f"{boot['b_better']:.1%} of resamples, A in {boot['a_better']:.1%}; p = {boot['p_value']:.3f}",
+    ])
 
 
 def cmd_predict(args) -> int:
