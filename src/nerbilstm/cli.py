@@ -34,6 +34,23 @@ def _add_data_options(p: argparse.ArgumentParser, required_help: str = "") -> No
     p.add_argument("--max-sentences", type=int, default=None, help="use only the first N sentences of the file")
 
 
+def _add_gold_options(p: argparse.ArgumentParser) -> None:
+    """The gold sentences a model is scored on: a corpus file and one split of it."""
+    _add_data_options(p)
+    p.add_argument("--split", choices=("test", "dev", "train", "all"), default="test",
+                   help="canonical split of the file, or all of it (default: test)")
+
+
+def _gold_sentences(args) -> list:
+    """The sentences that _add_gold_options' flags name, with the reader's notes logged."""
+    from nerbilstm.data.dataset import select_split
+
+    sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
+                                   args.max_sentences)
+    _log_notes({"data": info})
+    return sentences
+
+
 def _add_config_flags(p: argparse.ArgumentParser, cls, skip=()) -> None:
     """One flag per config dataclass field: --hidden-size maps onto hidden_size."""
     for f in fields(cls):
@@ -97,9 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split dev --json\n"
                               "  nerbilstm evaluate --model runs/crf --data test.conll --split all\n")
     p.add_argument("--model", help="model directory (default: the shipped model)")
-    _add_data_options(p)
-    p.add_argument("--split", choices=("test", "dev", "train", "all"), default="test",
-                   help="canonical split of the file, or all of it (default: test)")
+    _add_gold_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plots", metavar="DIR", help="also write the tag confusion matrix as PNG into DIR")
 
@@ -114,9 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  nerbilstm compare runs/softmax runs/crf --data ner_dataset.csv --split dev --json\n")
     for name, metavar in (("model_a", "A"), ("model_b", "B")):
         p.add_argument(name, metavar=metavar, help="model directory; 'default' for the shipped model")
-    _add_data_options(p)
-    p.add_argument("--split", choices=("test", "dev", "train", "all"), default="test",
-                   help="canonical split of the file, or all of it (default: test)")
+    _add_gold_options(p)
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -278,15 +291,12 @@ def _checkpoint_data_path(out_dir: str) -> str | None:
 
 
 def cmd_evaluate(args) -> int:
-    from nerbilstm.data.dataset import select_split
     from nerbilstm.evaluate import evaluate_tagger
     from nerbilstm.metrics import format_report
     from nerbilstm.predict import Tagger
 
     tagger = Tagger.load(args.model)
-    sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
-                                   args.max_sentences)
-    _log_notes({"data": info})
+    sentences = _gold_sentences(args)
     metrics, pred = evaluate_tagger(tagger, sentences, return_predictions=True)
     metrics["split"] = args.split
     if args.plots:
@@ -303,7 +313,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from nerbilstm.data.dataset import select_split
     from nerbilstm.evaluate import compare_taggers
     from nerbilstm.predict import Tagger
 
@@ -311,10 +320,7 @@ def cmd_compare(args) -> int:
         raise NerError(f"--samples must be at least 1, got {args.samples}")
     taggers = [Tagger.load(None if m == "default" and not Path(m).exists() else m)
                for m in (args.model_a, args.model_b)]
-    sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
-                                   args.max_sentences)
-    _log_notes({"data": info})
-    result = compare_taggers(*taggers, sentences, samples=args.samples, seed=args.seed)
+    result = compare_taggers(*taggers, _gold_sentences(args), samples=args.samples, seed=args.seed)
     result["split"] = args.split
     result["models"] = {"a": args.model_a, "b": args.model_b}
     print(json.dumps(result) if args.json else _render_comparison(result))
