@@ -30,5 +30,10 @@ demo: install
 test: install-dev
 	$(PY) -m pytest -q
 
+# Speed against torch.nn.LSTM + pytorch-crf (the dev extra); the JSON is the last line of output.
+# Data: $$NERBILSTM_DATA, else synthetic sentences.
+bench: install-dev
+	$(PY) benchmarks/speed.py --threads 2
+
 clean:
 	rm -rf $(VENV) .ci-venv .pytest_cache .hypothesis

@@ -180,21 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=100_000,
                    help="larger request bodies get 413 (default: 100000)")
 
-    p = sub.add_parser("bench", help="benchmark our LSTM and CRF against torch.nn.LSTM and pytorch-crf",
-                       formatter_class=_formatter,
-                       description="Speed of training, inference, the CRF and the LSTM, ours beside the "
-                                   "references (torch.nn.LSTM, pytorch-crf) in one process, and peak memory "
-                                   "of training; prints one JSON object (ratios: reference time / ours).",
-                       epilog="examples:\n"
-                              "  nerbilstm bench --data ner_dataset.csv --threads 2 --out bench.json\n"
-                              "  nerbilstm bench --quick --threads 1    # tiny sizes: a smoke test\n")
-    p.add_argument("--data", help="GMB corpus file (default: $NERBILSTM_DATA, else synthetic sentences)")
-    p.add_argument("--model", help="model directory for the end-to-end figure (default: the shipped model)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default: 7; 2 with --quick)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
-    p.add_argument("--out", help="also write the JSON to this file")
-
     p = sub.add_parser("export", help="export a model as one TorchScript or ONNX file", formatter_class=_formatter,
                        description="Write the tagger (emissions and Viterbi/argmax decoding) as one file that "
                                    "runs without nerbilstm: TorchScript (torch only) or ONNX (onnxruntime; "
@@ -216,7 +201,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "compare": cmd_compare, "info": cmd_info, "serve": cmd_serve, "bench": cmd_bench,
+                "compare": cmd_compare, "info": cmd_info, "serve": cmd_serve,
                 "export": cmd_export}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
@@ -435,13 +420,6 @@ def cmd_serve(args) -> int:
     except ImportError as err:
         raise NerError(f"serving needs the serve extra ({err}): pip install 'nerbilstm[serve]'") from None
     serve(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from nerbilstm.bench import run_benchmark, write_report
-
-    write_report(run_benchmark(args.data, args.model, args.repeats, args.threads, args.quick), args.out)
     return 0
 
 

@@ -27,8 +27,11 @@ Data: GMB (``--data`` or $NERBILSTM_DATA, read with ``read_corpus``, canonical s
 train split for training, the test split for inference); without it, synthetic sentences
 with GMB's length distribution (the JSON says ``"data": "synthetic"``).
 
-    nerbilstm bench --data ner_dataset.csv --threads 2 --out bench.json
-    python -m nerbilstm.bench --quick
+The result is the LAST line of standard output. Needs the dev extra (``pytorch-crf``):
+``pip install -e '.[dev]'``.
+
+    python benchmarks/speed.py --threads 2 --data ner_dataset.csv --out bench.json
+    python benchmarks/speed.py --threads 1 --quick    # tiny sizes: a smoke test
 """
 
 from __future__ import annotations
@@ -56,13 +59,13 @@ from nerbilstm.config import ModelConfig, TrainConfig
 from nerbilstm.data.batching import Batch, collate, encode, length_buckets
 from nerbilstm.data.readers import Sentence, read_corpus, split_canonical
 from nerbilstm.data.vocab import Vocab
-from nerbilstm.errors import DataError
+from nerbilstm.errors import DataError, NerError
 from nerbilstm.model.crf import CRF
 from nerbilstm.model.lstm import BiLSTM
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.train import make_optimizer
 
-log = logging.getLogger("nerbilstm.bench")
+log = logging.getLogger("benchmarks.speed")
 
 VARIANTS = ("ours", "reference")
 
@@ -74,7 +77,7 @@ GMB_MEAN_LENGTH, GMB_MAX_LENGTH = 22, 104
 
 @dataclass
 class BenchConfig:
-    """Sizes of every measurement. ``model``: the tagger of the speed issue's reference, a
+    """Sizes of every measurement. ``model``: the tagger every speed figure is measured on, a
     2-layer BiLSTM of hidden size 256 (input 50 word + 50 char + 8 case = 108), larger than
     the shipped model; constrained=False as pytorch-crf has no constraints, so both sides
     compute the same function."""
@@ -532,7 +535,7 @@ def measure_train_rss(data_path: str | None, quick: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "NERBILSTM_DATA"}
     args = ["--threads", str(torch.get_num_threads())] + (["--data", data_path] if data_path else [])
     args += ["--quick"] if quick else []
-    procs = {v: subprocess.Popen([sys.executable, "-m", "nerbilstm.bench", "--rss-child", v, *args],
+    procs = {v: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--rss-child", v, *args],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for v in VARIANTS}
     res = {}
@@ -621,29 +624,43 @@ def write_report(result: dict, out: str | None = None) -> None:
         Path(out).write_text(text + "\n", encoding="utf-8")
 
 
-def _child_main(argv: list[str]) -> int:
+def build_parser():
+    """The script's flags (``--rss-child VARIANT``: the internal mode of measure_train_rss)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="nerbilstm.bench --rss-child")
-    p.add_argument("--rss-child", choices=VARIANTS, required=True)
-    p.add_argument("--threads", type=int, required=True)
-    p.add_argument("--data")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(json.dumps(rss_child(args.rss_child, args.data, args.quick)))
-    return 0
+    p = argparse.ArgumentParser(
+        description="Speed of training, inference, the CRF and the LSTM, ours beside the references "
+                    "(torch.nn.LSTM, pytorch-crf) in one process, and peak memory of training; prints one "
+                    "JSON object as the last line (ratios: reference time / ours).",
+        epilog="examples:\n"
+               "  python benchmarks/speed.py --threads 2 --data ner_dataset.csv --out bench.json\n"
+               "  python benchmarks/speed.py --threads 1 --quick    # tiny sizes: a smoke test\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="GMB corpus file (default: $NERBILSTM_DATA, else synthetic sentences)")
+    p.add_argument("--model", help="model directory for the end-to-end figure (default: the shipped model)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default: 7; 2 with --quick)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--rss-child", choices=VARIANTS, help=argparse.SUPPRESS)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nerbilstm.bench ARGS`` = ``nerbilstm bench ARGS`` (plus the internal
-    ``--rss-child`` mode of measure_train_rss)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--rss-child" in argv:
-        return _child_main(argv)
-    from nerbilstm.cli import main as cli_main
-
-    return cli_main(["bench", *argv])
+    """``python benchmarks/speed.py ARGS``: run every measurement, print the JSON."""
+    args = build_parser().parse_args(argv)
+    if args.rss_child:
+        torch.set_num_threads(args.threads)
+        print(json.dumps(rss_child(args.rss_child, args.data, args.quick)))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        result = run_benchmark(args.data, args.model, args.repeats, args.threads, args.quick)
+    except NerError as err:
+        print(f"speed.py: {err}", file=sys.stderr)
+        return 2
+    write_report(result, args.out)
+    return 0
 
 
 if __name__ == "__main__":
