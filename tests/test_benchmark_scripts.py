@@ -1,4 +1,4 @@
-"""The analysis scripts under benchmarks/ whose figures the README quotes."""
+"""The analysis scripts under benchmarks/ whose figures README.md and docs/ quote."""
 
 import importlib.util
 from pathlib import Path
