@@ -325,7 +325,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from nerbilstm.data.readers import read_conll_tokens, read_text_lines, readable_path
+    from nerbilstm.data.readers import decode_argument, read_conll_tokens, read_text_lines, readable_path
     from nerbilstm.predict import Tagger
     from nerbilstm.report import render_documents
 
@@ -346,7 +346,7 @@ def cmd_predict(args) -> int:
             sentences = read_conll_tokens(path, encoding=args.encoding)
         docs = tagger.tag_tokens(sentences, nbest=args.nbest)
     else:
-        texts = [_arg_text(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
+        texts = [decode_argument(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
         if args.input:
             texts += read_text_lines(args.input, args.encoding)
         docs = tagger(texts, nbest=args.nbest)
@@ -386,35 +386,6 @@ def cmd_export(args) -> int:
     out = export_model(args.model, args.out, fmt)
     print(f"{fmt} model written to {out}")
     return 0
-
-
-def _arg_text(text: str, k: int, encoding: str | None) -> str:
-    """A text argument: bytes that were not valid in the locale's encoding reach Python as lone
-    surrogates, which cannot be printed; decode those bytes as --encoding, else cp1252 (with a note)."""
-    import os
-
-    from nerbilstm.errors import DataError
-
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = os.fsencode(text)
-    except UnicodeEncodeError:  # not from the command line: a str with lone surrogates
-        return text.encode("utf-8", "replace").decode("utf-8")
-    try:
-        if encoding:
-            from nerbilstm.data.readers import check_encoding
-
-            return raw.decode(check_encoding(encoding, f"text argument {k}"))
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if encoding:
-            raise DataError(f"text argument {k} is not valid {encoding}: {err.reason}") from None
-    logging.getLogger("nerbilstm").warning("text argument %d: not valid UTF-8; read as cp1252", k)
-    return raw.decode("cp1252", errors="replace")
 
 
 def _log_notes(info: dict) -> None:

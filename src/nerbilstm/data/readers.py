@@ -54,6 +54,7 @@ __all__ = [
     "read_corpus",
     "read_conll_tokens",
     "read_text_lines",
+    "decode_argument",
     "decode_text_lines",
     "readable_path",
     "check_encoding",
@@ -746,6 +747,30 @@ def decode_text_lines(raw: bytes, encoding: str | None, name: str) -> list[str]:
         text = raw.decode("cp1252", errors="replace")
         logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", name)
     return [line for line in text.splitlines() if line.strip()]
+
+
+def decode_argument(text: str, k: int, encoding: str | None = None) -> str:
+    """Text argument ``k`` of a command line: bytes that were not valid in the locale's encoding
+    reach Python as lone surrogates, which cannot be printed; decode those bytes as ``encoding``,
+    else as UTF-8, else as cp1252 (with a note)."""
+    import logging
+
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # not from the command line: a str with lone surrogates
+        return text.encode("utf-8", "replace").decode("utf-8")
+    try:
+        return raw.decode(check_encoding(encoding, f"text argument {k}") if encoding else "utf-8")
+    except UnicodeDecodeError as err:
+        if encoding:
+            raise DataError(f"text argument {k} is not valid {encoding}: {err.reason}") from None
+    logging.getLogger("nerbilstm").warning("text argument %d: not valid UTF-8; read as cp1252", k)
+    return raw.decode("cp1252", errors="replace")
 
 
 def read_text_lines(source: str, encoding: str | None = None) -> list[str]:
