@@ -42,7 +42,8 @@ def test_evaluate_json_matches_seqeval(trained, capsys):
                 "seed_batch_macro_f1", "per_type", "per_tag", "n_sentences", "n_tokens"):
         assert key in report
     assert report["n_sentences"] == 30
-    from nerbilstm.data.readers import read_corpus, split_canonical
+    from nerbilstm.data.dataset import split_canonical
+    from nerbilstm.data.readers import read_corpus
     from nerbilstm.predict import Tagger
 
     _, _, test = split_canonical(read_corpus(data).sentences)

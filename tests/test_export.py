@@ -289,7 +289,8 @@ def test_onnx_matches_eager(tmp_path, corpus, vocab, decoder, constrained):
 
 
 def _gmb_sample(path: Path, n: int = 300):
-    from nerbilstm.data.readers import read_corpus, split_canonical
+    from nerbilstm.data.dataset import split_canonical
+    from nerbilstm.data.readers import read_corpus
 
     test = split_canonical(list(read_corpus(path)))[2]
     step = max(1, len(test) // n)

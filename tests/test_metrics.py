@@ -16,13 +16,13 @@ seqeval_metrics = pytest.importorskip("seqeval.metrics")
 seqeval_scheme = pytest.importorskip("seqeval.scheme")
 sk = pytest.importorskip("sklearn.metrics")
 
+from nerbilstm.report import render_evaluation  # noqa: E402
 from nerbilstm.metrics import (  # noqa: E402
     confusion_matrix,
     entity_errors,
     entity_scores,
     entity_spans,
     evaluate_tags,
-    format_report,
     seed_batch_macro_f1,
     token_scores,
 )
@@ -350,7 +350,7 @@ def test_mismatched_lengths_raise(fn):
 
 
 # ---------------------------------------------------------------------------
-# evaluate_tags / format_report
+# evaluate_tags / render_evaluation
 
 
 def test_evaluate_tags_and_report():
@@ -374,7 +374,7 @@ def test_evaluate_tags_and_report():
     for v in m.values():
         assert type(v) in (float, int, dict)
 
-    text = format_report(m)
+    text = render_evaluation(m)
     assert "entities (conll)" in text and "entities (strict)" in text
     assert f"{m['entity_f1']:.4f}" in text
     for tag in BIO:
@@ -467,5 +467,5 @@ def test_report_shows_the_error_breakdown():
     metrics = evaluate_tags(gold, pred, BIO + ["B-per", "I-per", "B-geo", "B-org"])
     assert metrics["entity_errors"]["confusions"] == {"geo>org": 1}
     json.dumps(metrics)
-    report = format_report(metrics)
+    report = render_evaluation(metrics)
     assert "Gold entities by outcome" in report and "geo>org 1" in report

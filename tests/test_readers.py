@@ -20,12 +20,12 @@ from nerbilstm.data.readers import (
     from_iobes,
     iter_sentences,
     read_corpus,
-    split_canonical,
     to_iob2,
     write_conll,
     write_gmb_csv,
     write_text_labels_csv,
 )
+from nerbilstm.data.dataset import split_canonical
 from nerbilstm.errors import DataError
 from nerbilstm.metrics import entity_spans
 

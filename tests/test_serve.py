@@ -39,7 +39,7 @@ class FakeTagger:
 
     def __init__(self, inner, delay=1.5, each_call=0.0):
         self.inner, self.delay, self.each_call = inner, delay, each_call
-        self.labels, self.config = inner.labels, inner.config
+        self.labels, self.config, self.info = inner.labels, inner.config, inner.info
         self.batches = []
 
     def __call__(self, texts):
@@ -235,7 +235,9 @@ def test_model_info_has_config_and_metrics_but_no_vocab(client, tagger):
     assert info["labels"] == tagger.labels
     assert info["model"]["hidden_size"] == 16 and info["training"]["epochs"] == 3
     assert "dev" in info["metrics"]
-    assert info["entity_types"]["per"] == "Person" and "O" not in info["entity_types"]
+    assert info["entity_types"] == tagger.info()["entity_types"] and "per" in info["entity_types"]
+    assert "O" not in info["entity_types"] and "path" not in info
+    assert info["entity_descriptions"]["per"] == "Person"
     assert info["server"]["max_body_bytes"] == 100_000
     assert "vocab" not in set(_keys(info))
     assert len(r.content) < 20_000

@@ -7,7 +7,6 @@ tracebacks are left for bugs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -255,11 +254,11 @@ def cmd_train(args) -> int:
         teardown(ctx)
     if not ctx.is_main:
         return 0
-    from nerbilstm.metrics import format_report
+    from nerbilstm.report import render_evaluation
 
     for split in ("dev", "test"):
         if split in metrics:
-            print(f"== {split} ==\n" + format_report(metrics[split]))
+            print(f"== {split} ==\n" + render_evaluation(metrics[split]))
     print(f"model written to {args.out} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
           f"{metrics['train_wall_seconds']:.0f} s)")
     return 0
@@ -277,8 +276,8 @@ def _checkpoint_data_path(out_dir: str) -> str | None:
 
 def cmd_evaluate(args) -> int:
     from nerbilstm.evaluate import evaluate_tagger
-    from nerbilstm.metrics import format_report
     from nerbilstm.predict import Tagger
+    from nerbilstm.report import render_evaluation
 
     tagger = Tagger.load(args.model)
     sentences = _gold_sentences(args)
@@ -290,16 +289,14 @@ def cmd_evaluate(args) -> int:
 
         gold = [s.tags for s in sentences]
         write_run_plots(args.plots, tagger.config.get("history"), gold, pred, label_set(tagger.labels, gold))
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(format_report(metrics))
+    print(json.dumps(metrics) if args.json else render_evaluation(metrics))
     return 0
 
 
 def cmd_compare(args) -> int:
     from nerbilstm.evaluate import compare_taggers
     from nerbilstm.predict import Tagger
+    from nerbilstm.report import render_comparison
 
     if args.samples < 1:
         raise NerError(f"--samples must be at least 1, got {args.samples}")
@@ -308,31 +305,14 @@ def cmd_compare(args) -> int:
     result = compare_taggers(*taggers, _gold_sentences(args), samples=args.samples, seed=args.seed)
     result["split"] = args.split
     result["models"] = {"a": args.model_a, "b": args.model_b}
-    print(json.dumps(result) if args.json else _render_comparison(result))
+    print(json.dumps(result) if args.json else render_comparison(result))
     return 0
 
 
-def _render_comparison(result: dict) -> str:
-    """The text form of evaluate.compare_taggers' result: both models' figures, then the test."""
-    boot = result["bootstrap"]
-    rows = [("", "entity F1", "token macro-F1", "batch-of-8", "model")]
-    for key in ("a", "b"):
-        m = result[key]
-        rows.append((key.upper(), f"{m['entity_f1']:.4f}", f"{m['token_macro_f1']:.4f}",
-                     f"{m['seed_batch_macro_f1']:.4f}", result["models"][key]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lo, hi = boot["ci95"]
-    return "\n".join([
-        f"{result['split']} split: {boot['sentences']:,} sentences; paired bootstrap over sentences, "
-        f"{boot['samples']:,} resamples (seed {boot['seed']})",
-        *("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows),
-        f"entity F1, B - A: {boot['delta']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}]; B higher in "
-        f"{boot['b_better']:.1%} of resamples, A in {boot['a_better']:.1%}; p = {boot['p_value']:.3f}",
-    ])
-
-
 def cmd_predict(args) -> int:
+    from nerbilstm.data.readers import decode_argument, read_conll_tokens, read_text_lines, readable_path
     from nerbilstm.predict import Tagger
+    from nerbilstm.report import render_documents
 
     if not args.texts and not args.input:
         if sys.stdin is None or sys.stdin.isatty():
@@ -340,78 +320,32 @@ def cmd_predict(args) -> int:
         args.input = "-"
     if args.batch_size < 1:
         raise NerError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.nbest < 0:
+        raise NerError("--nbest must be >= 0")
     tagger = Tagger.load(args.model)
     tagger.batch_size = args.batch_size
+    if args.nbest and tagger.model.crf is None:
+        raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
     if args.input and args.input_format == "conll":
-        from nerbilstm.data.readers import read_conll_tokens
-
-        with _input_path(args.input) as path:
+        with readable_path(args.input) as path:
             sentences = read_conll_tokens(path, encoding=args.encoding)
-        tags = tagger.tags(sentences)
-        docs = [_tokens_doc(tokens, sent_tags) for tokens, sent_tags in zip(sentences, tags)]
+        docs = tagger.tag_tokens(sentences, nbest=args.nbest)
     else:
-        texts = [_arg_text(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
+        texts = [decode_argument(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
         if args.input:
-            texts += _input_lines(args.input, args.encoding)
-        if args.nbest < 0:
-            raise NerError("--nbest must be >= 0")
-        if args.nbest and tagger.model.crf is None:
-            raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
+            texts += read_text_lines(args.input, args.encoding)
         docs = tagger(texts, nbest=args.nbest)
-    sys.stdout.write(_render(docs, args.output_format))
+    sys.stdout.write(render_documents(docs, args.output_format))
     return 0
 
 
 def cmd_info(args) -> int:
     from nerbilstm.predict import Tagger
+    from nerbilstm.report import render_info
 
     info = Tagger.load(args.model).info()
-    print(json.dumps(info) if args.json else _render_info(info))
+    print(json.dumps(info) if args.json else render_info(info))
     return 0
-
-
-def _render_info(info: dict) -> str:
-    """The text form of Tagger.info(): one line per aspect of the model."""
-    net = info.get("model") or {}
-    train = info.get("training") or {}
-    metrics = info.get("metrics") or {}
-    data = info.get("data") or {}
-    emb = info.get("embeddings") or {}
-    decoder = "CRF" + (" (IOB2-constrained)" if net.get("constrained") else "") if net.get("decoder") == "crf" \
-        else str(net.get("decoder", "?"))
-    chars = (f"char CNN {net.get('char_filters')} filters of width {net.get('char_kernel')} over "
-             f"{net.get('char_dim')}-dim chars" if net.get("char_dim") else "no char features")
-    size = info["weights"]["bytes"]
-    rows = [
-        ("model", f"{info.get('path')} (format {info.get('format_version')}, "
-                  f"written by nerbilstm {info.get('trained_with')})"),
-        ("network", f"{net.get('layers')} BiLSTM layer(s) x {net.get('hidden_size')} units per direction, "
-                    f"{decoder}; {net.get('word_dim')}-dim words, {chars}, {net.get('case_dim')}-dim casing; "
-                    f"dropout {net.get('dropout')}"),
-        ("parameters", f"{info['parameters']:,}" + (f" (model.safetensors {size / 1e6:.1f} MB)" if size else "")),
-        ("labels", f"{len(info['labels'])} ({len(info['entity_types'])} entity types: "
-                   f"{' '.join(info['entity_types'])})"),
-        ("vocabulary", f"{info['vocabulary']['words']:,} words, {info['vocabulary']['chars']:,} chars"),
-        ("embeddings", f"{emb.get('source') or 'none'}" + (f" ({emb.get('dim')}-dim, "
-                       f"{'loaded' if emb.get('loaded') else 'not found here: unseen words get no vector'})"
-                       if emb.get("source") else "")),
-        ("training", f"{train.get('epochs')} epochs (best {metrics.get('best_epoch')} of "
-                     f"{metrics.get('epochs_run')} run), batch {train.get('batch_size')}, Adam lr {train.get('lr')} "
-                     f"x {train.get('lr_decay')} per epoch, word dropout {train.get('word_dropout')}, "
-                     f"seed {train.get('seed')}; {metrics.get('train_wall_seconds')} s"),
-        ("data", f"{data.get('file')} ({data.get('format')}, {data.get('encoding')}, "
-                 f"{data.get('sentences')} sentences, sha256 {str(data.get('sha256'))[:12]}...); "
-                 f"split: {data.get('split')}"),
-    ]
-    for split in ("dev", "test"):
-        m = metrics.get(split)
-        if isinstance(m, dict):
-            figures = [("entity F1", "entity_f1"), ("token macro-F1", "token_macro_f1"),
-                       ("batch-of-8 figure", "seed_batch_macro_f1")]
-            rows.append((split, ", ".join(f"{name} {m[key]:.4f}" for name, key in figures
-                                          if isinstance(m.get(key), float))))
-    width = max(len(k) for k, _ in rows) + 2
-    return "\n".join(f"{k:<{width}}{v}" for k, v in rows)
 
 
 def cmd_serve(args) -> int:
@@ -430,129 +364,6 @@ def cmd_export(args) -> int:
     out = export_model(args.model, args.out, fmt)
     print(f"{fmt} model written to {out}")
     return 0
-
-
-def _tokens_doc(tokens, tags) -> dict:
-    """A predicted pre-tokenized sentence in the same shape as Tagger output (offsets into the
-    space-joined tokens)."""
-    from nerbilstm.metrics import entity_spans
-
-    starts, pos = [], 0
-    for t in tokens:
-        starts.append(pos)
-        pos += len(t) + 1
-    text = " ".join(tokens)
-    return {"text": text,
-            "tokens": [{"text": t, "start": s, "end": s + len(t), "tag": g} for t, s, g in zip(tokens, starts, tags)],
-            "entities": [{"text": text[starts[s]:starts[e - 1] + len(tokens[e - 1])], "label": lab,
-                          "start": starts[s], "end": starts[e - 1] + len(tokens[e - 1])}
-                         for lab, s, e in entity_spans(tags)]}
-
-
-def _arg_text(text: str, k: int, encoding: str | None) -> str:
-    """A text argument: bytes that were not valid in the locale's encoding reach Python as lone
-    surrogates, which cannot be printed; decode those bytes as --encoding, else cp1252 (with a note)."""
-    import os
-
-    from nerbilstm.errors import DataError
-
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = os.fsencode(text)
-    except UnicodeEncodeError:  # not from the command line: a str with lone surrogates
-        return text.encode("utf-8", "replace").decode("utf-8")
-    try:
-        if encoding:
-            from nerbilstm.data.readers import _check_encoding
-
-            return raw.decode(_check_encoding(encoding, f"text argument {k}"))
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if encoding:
-            raise DataError(f"text argument {k} is not valid {encoding}: {err.reason}") from None
-    logging.getLogger("nerbilstm").warning("text argument %d: not valid UTF-8; read as cp1252", k)
-    return raw.decode("cp1252", errors="replace")
-
-
-STDIN_NAME = "<stdin>"
-
-
-@contextlib.contextmanager
-def _input_path(name: str):
-    """The path for a reader of files (CoNLL ``--input``): the file itself, or for ``-`` standard
-    input copied to a temporary file (removed afterwards); errors name ``<stdin>`` instead of it."""
-    if name != "-":
-        yield name
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="nerbilstm-stdin-") as tmp:
-        path = Path(tmp) / "stdin"
-        path.write_bytes(sys.stdin.buffer.read())
-        try:
-            yield str(path)
-        except NerError as err:
-            if err.path == str(path):
-                raise type(err)(err.message, path=STDIN_NAME, line=err.line) from None
-            raise
-
-
-def _input_lines(name: str, encoding: str | None) -> list[str]:
-    """The non-blank lines of a text ``--input``: a file, or standard input for ``-``."""
-    from nerbilstm.errors import DataError
-
-    if name == "-":
-        return _text_lines(sys.stdin.buffer.read(), encoding, STDIN_NAME)
-    p = Path(name)
-    if not p.is_file():
-        raise DataError("input file not found", path=p)
-    return _text_lines(p.read_bytes(), encoding, str(p))
-
-
-def _text_lines(raw: bytes, encoding: str | None, name: str) -> list[str]:
-    """The non-blank lines of ``raw`` (UTF-8, else cp1252 with a note; or ``encoding``);
-    ``name`` says where the bytes came from in messages."""
-    from nerbilstm.errors import DataError
-
-    if encoding is not None:
-        from nerbilstm.data.readers import _check_encoding
-
-        encoding = _check_encoding(encoding, name)
-    if b"\x00" in raw[:4096]:
-        raise DataError("looks like a binary file, expected text", path=name)
-    try:
-        text = raw.decode(encoding or "utf-8")
-    except UnicodeDecodeError as err:
-        if encoding:
-            line = raw[: err.start].count(b"\n") + 1
-            raise DataError(f"not valid {encoding}: {err.reason}", path=name, line=line) from None
-        text = raw.decode("cp1252", errors="replace")
-        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", name)
-    return [line for line in text.splitlines() if line.strip()]
-
-
-_JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
-
-
-def _render(docs: list[dict], fmt: str) -> str:
-    if not docs:
-        return ""
-    if fmt == "json":  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
-        return "".join(json.dumps(d, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n" for d in docs)
-    if fmt == "conll":
-        return "".join("".join(f"{t['text']}\t{t['tag']}\n" for t in d["tokens"]) + "\n" for d in docs)
-    lines = []
-    for d in docs:
-        text, out, pos = d["text"], [], 0
-        for e in d["entities"]:
-            out.append(text[pos:e["start"]] + f"[{e['text']}]{{{e['label']}}}")
-            pos = e["end"]
-        lines.append("".join(out) + text[pos:])
-    return "\n".join(lines) + "\n"
 
 
 def _log_notes(info: dict) -> None:

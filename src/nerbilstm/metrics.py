@@ -45,7 +45,6 @@ __all__ = [
     "seed_batch_macro_f1",
     "confusion_matrix",
     "evaluate_tags",
-    "format_report",
     "entity_counts",
     "bootstrap_f1_deltas",
     "paired_bootstrap",
@@ -480,68 +479,3 @@ def evaluate_tags(
         "per_tag": tok["per_tag"],
         "entity_errors": entity_errors(gold, pred, "conll"),
     }
-
-
-def _table(title: str, key_name: str, rows: dict, columns: list[tuple[str, str]]) -> list[str]:
-    """Aligned text table; ``columns`` are (dict key, header)."""
-    if not rows:
-        return [f"{title}: (none)"]
-    width = max(len(key_name), *(len(str(k)) for k in rows))
-    col_w = [max(9, len(h)) for _, h in columns]
-    head = f"{key_name:<{width}}" + "".join(f"  {h:>{w}}" for (_, h), w in zip(columns, col_w))
-    lines = [title, head, "-" * len(head)]
-    for name, row in rows.items():
-        cells = []
-        for (k, _), w in zip(columns, col_w):
-            v = row.get(k, "")
-            if isinstance(v, int):
-                cells.append(f"  {v:>{w}d}")
-            elif isinstance(v, float):
-                cells.append(f"  {v:>{w}.4f}")
-            else:
-                cells.append(f"  {str(v):>{w}}")
-        lines.append(f"{str(name):<{width}}" + "".join(cells))
-    return lines
-
-
-def format_report(metrics: dict) -> str:
-    """A readable multi-line report of :func:`evaluate_tags` output."""
-    m = metrics
-    lines = [
-        f"sentences: {m.get('n_sentences', 0)}   tokens: {m.get('n_tokens', 0)}"
-        f"   gold entities: {m.get('entity_support', 0)}",
-        "",
-        f"{'':<22}{'precision':>10}{'recall':>10}{'F1':>10}",
-        f"{'entities (conll)':<22}{m['entity_precision']:>10.4f}"
-        f"{m['entity_recall']:>10.4f}{m['entity_f1']:>10.4f}",
-        f"{'entities (strict)':<22}{m['entity_precision_strict']:>10.4f}"
-        f"{m['entity_recall_strict']:>10.4f}{m['entity_f1_strict']:>10.4f}",
-        "",
-        f"{'token accuracy':<22}{m['token_accuracy']:>10.4f}",
-        f"{'token macro-F1':<22}{m['token_macro_f1']:>10.4f}",
-        f"{'seed batch macro-F1':<22}{m['seed_batch_macro_f1']:>10.4f}",
-        "",
-    ]
-    type_cols = [("precision", "precision"), ("recall", "recall"), ("f1", "F1")]
-    if any("f1_strict" in r for r in m.get("per_type", {}).values()):
-        type_cols.append(("f1_strict", "F1 strict"))
-    type_cols.append(("support", "support"))
-    lines += _table("Per entity type (conll):", "type", m.get("per_type", {}), type_cols)
-    lines.append("")
-    tag_cols = [("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("support", "support")]
-    lines += _table("Per tag (tokens):", "tag", m.get("per_tag", {}), tag_cols)
-    errors = m.get("entity_errors")
-    if errors:
-        lines.append("")
-        rows = {t: dict(k, spurious=errors["spurious"].get(t, 0)) for t, k in errors["per_type"].items()}
-        for t, n in errors["spurious"].items():
-            rows.setdefault(t, dict.fromkeys(ERROR_KINDS, 0) | {"spurious": n})
-        error_cols = [("correct", "correct"), ("wrong_type", "wrong type"), ("wrong_span", "wrong span"),
-                      ("wrong_span_and_type", "span+type"), ("missed", "missed"), ("spurious", "spurious")]
-        lines += _table("Gold entities by outcome, and predictions overlapping no gold entity (conll):",
-                        "type", dict(sorted(rows.items())), error_cols)
-        top = list(errors["confusions"].items())[:8]
-        if top:
-            lines.append("Most frequent type confusions (gold>predicted, same span): "
-                         + ", ".join(f"{k} {n}" for k, n in top))
-    return "\n".join(lines) + "\n"

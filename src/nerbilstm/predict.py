@@ -193,9 +193,10 @@ class Tagger:
             "metrics": config.get("metrics"),
         })
 
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], with_confidence: bool = False,
-                   nbest: int = 0) -> list[TaggedSentence]:
-        """Tag pre-tokenized sentences. -> one TaggedSentence per sentence."""
+    def tagged_sentences(self, sentences: Sequence[Sequence[str]], with_confidence: bool = False,
+                         nbest: int = 0) -> list[TaggedSentence]:
+        """Decoder output for pre-tokenized sentences: one TaggedSentence (tag ids, path score,
+        and with confidences marginals and entity probabilities) per sentence."""
         with gc_paused():
             items = [encode(tokens, self.vocab) for tokens in sentences]
             return tag_encoded(self.model, items, self.pretrained, self.batch_size, with_confidence, nbest)
@@ -203,7 +204,26 @@ class Tagger:
     def tags(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """Tag names for pre-tokenized sentences."""
         labels = self.vocab.labels
-        return [[labels[i] for i in r.tag_ids] for r in self.tag_tokens(sentences)]
+        return [[labels[i] for i in r.tag_ids] for r in self.tagged_sentences(sentences)]
+
+    def tag_tokens(self, sentences: Sequence[Sequence[str]], nbest: int = 0) -> list[dict]:
+        """Tag pre-tokenized sentences, in batches: one document per sentence, in the shape of
+        ``tagger(text)``, whose text is the tokens joined by single spaces (offsets point into it).
+
+        >>> tagger.tag_tokens([["John", "lives", "here"]])[0]["entities"]
+        """
+        sentences = [list(tokens) for tokens in sentences]
+        tagged = self.tagged_sentences(sentences, with_confidence=True, nbest=nbest)
+        docs = []
+        for tokens, result in zip(sentences, tagged):
+            text, pos, spans = " ".join(tokens), 0, []
+            for tok in tokens:
+                spans.append(Token(tok, pos, pos + len(tok)))
+                pos += len(tok) + 1
+            doc = {"text": text, "tokens": [], "entities": [], "sentences": []}
+            doc["sentences"].append(self._sentence_dict(text, spans, result, doc))
+            docs.append(doc)
+        return docs
 
     def __call__(self, text: str | Sequence[str], nbest: int = 0):
         """Tag raw text (a str -> dict) or a list of texts (-> list of dicts, tagged in batches).
@@ -229,7 +249,7 @@ class Tagger:
                 raise TypeError(f"text {k} is {type(text).__name__}, expected str")
             for sentence in split_sentences(tokenize(text), text):
                 pieces.append((k, sentence))
-        tagged = self.tag_tokens([[t.text for t in s] for _, s in pieces], with_confidence=True, nbest=nbest)
+        tagged = self.tagged_sentences([[t.text for t in s] for _, s in pieces], with_confidence=True, nbest=nbest)
         out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
         for (k, sentence), result in zip(pieces, tagged):
             out[k]["sentences"].append(self._sentence_dict(texts[k], sentence, result, out[k]))

@@ -14,6 +14,25 @@ WHERE_TO_GET = ("get the Kaggle corpus 'Annotated Corpus for Named Entity Recogn
                 f"and pass --data PATH or set {DATA_ENV}")
 
 
+CANONICAL_SPLIT = "canonical i%10: 0 test, 1 dev, rest train"  # recorded in config.json as the split
+SPLIT_RULE = "i % 10 == 0 for test, == 1 for dev, the rest for train"  # said in messages
+
+
+def canonical_split_of(index: int) -> str:
+    """The project's fixed split of one file, by 0-based sentence index in file order:
+    ``index % 10 == 0`` test, ``== 1`` dev, the rest train."""
+    r = index % 10
+    return "test" if r == 0 else "dev" if r == 1 else "train"
+
+
+def split_canonical(sentences: list) -> tuple[list, list, list]:
+    """-> ``(train, dev, test)`` by :func:`canonical_split_of`."""
+    parts: dict[str, list] = {"train": [], "dev": [], "test": []}
+    for i, s in enumerate(sentences):
+        parts[canonical_split_of(i)].append(s)
+    return parts["train"], parts["dev"], parts["test"]
+
+
 @dataclass
 class Dataset:
     train: list
@@ -59,7 +78,7 @@ class StreamedTrain:
 
         with iter_sentences(*self.args) as stream:
             for i, sentence in enumerate(islice(stream, self.max_sentences)):
-                if not self.canonical or i % 10 >= 2:
+                if not self.canonical or canonical_split_of(i) == "train":
                     yield sentence
 
 
@@ -75,15 +94,16 @@ def stream_dataset(data: str | None, dev_data: str | None = None, test_data: str
     dev, test, n = [], [], 0
     with iter_sentences(path, fmt, encoding, tag_column) as stream:
         for n, sentence in enumerate(islice(stream, max_sentences), 1):
-            if canonical and (n - 1) % 10 < 2:
-                (test if (n - 1) % 10 == 0 else dev).append(sentence)
+            split = canonical_split_of(n - 1) if canonical else "train"
+            if split != "train":
+                (test if split == "test" else dev).append(sentence)
         info = {"path": str(path), "sha256": sha256_file(path), "format": stream.format, "encoding": stream.encoding,
                 "sentences": n, "notes": list(stream.notes), "streamed": True}
     if n < (3 if canonical else 1):
         raise DataError(_none_in("train", n) if canonical else "no sentences found: nothing to train on", path=path)
     train = StreamedTrain(path, fmt, encoding, tag_column, max_sentences, canonical)
     if canonical:
-        return Dataset(train, dev, test, {"train": info, "split": "canonical i%10: 0 test, 1 dev, rest train"})
+        return Dataset(train, dev, test, {"train": info, "split": CANONICAL_SPLIT})
     dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
     test, test_info = read_file(test_data, fmt, encoding, tag_column) if test_data else ([], None)
     return Dataset(train, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
@@ -93,15 +113,13 @@ def load_dataset(data: str | None, dev_data: str | None = None, test_data: str |
                  encoding=None, tag_column: int = -1, max_sentences: int | None = None) -> Dataset:
     """One file: the canonical 80/10/10 split by sentence index (i % 10 == 0 test, == 1 dev).
     Separate files: --data is train, --dev-data dev, --test-data test (CoNLL-2003 style)."""
-    from nerbilstm.data.readers import split_canonical
-
     path = resolve_data_path(data)
     sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
     if dev_data is None and test_data is None:
         train, dev, test = split_canonical(sentences)
         if not train:
             raise DataError(_none_in("train", len(sentences)), path=path)
-        return Dataset(train, dev, test, {"train": info, "split": "canonical i%10: 0 test, 1 dev, rest train"})
+        return Dataset(train, dev, test, {"train": info, "split": CANONICAL_SPLIT})
     if not sentences:
         raise DataError("no sentences found: nothing to train on", path=path)
     dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
@@ -111,8 +129,6 @@ def load_dataset(data: str | None, dev_data: str | None = None, test_data: str |
 
 def select_split(data: str | None, split: str, fmt=None, encoding=None, tag_column=-1, max_sentences=None):
     """Sentences of one split of a file (``all``: every sentence) -> (sentences, info)."""
-    from nerbilstm.data.readers import split_canonical
-
     path = resolve_data_path(data)
     sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
     if split != "all":
@@ -130,4 +146,4 @@ def _none_in(split: str, n: int) -> str:
     if not n:
         return "no sentences found"
     return (f"the {split} split is empty: the file has only {n} sentence{'s' if n != 1 else ''} and the "
-            "canonical split takes i % 10 == 0 for test, == 1 for dev, the rest for train")
+            f"canonical split takes {SPLIT_RULE}")

@@ -36,7 +36,11 @@ import codecs
 import csv
 import os
 import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from nerbilstm.errors import DataError
@@ -49,8 +53,12 @@ __all__ = [
     "detect_format",
     "read_corpus",
     "read_conll_tokens",
+    "read_text_lines",
+    "decode_argument",
+    "decode_text_lines",
+    "readable_path",
+    "check_encoding",
     "iter_sentences",
-    "split_canonical",
     "to_iob2",
     "is_valid_tag",
     "from_iobes",
@@ -189,7 +197,7 @@ def _open_binary(path: str) -> IO[bytes]:
         raise DataError(f"cannot open: {e.strerror or e}", path=path) from None
 
 
-def _check_encoding(encoding: str, path: str) -> str:
+def check_encoding(encoding: str, path: str) -> str:
     try:
         info = codecs.lookup(encoding)
     except (LookupError, TypeError):
@@ -215,7 +223,7 @@ def _head_text(path: str, encoding: str | None, limit: int = 1 << 20) -> str:
                 break
             data += more
     if encoding is not None:
-        enc = _check_encoding(encoding, path)
+        enc = check_encoding(encoding, path)
         text = codecs.getincrementaldecoder(enc)("replace").decode(data)
         if "\x00" in text:
             raise _binary_error(path, text[: text.index("\x00")].count("\n") + 1)
@@ -299,7 +307,7 @@ class SentenceStream(Iterator[Sentence]):
             raise DataError(
                 f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", path=self.path
             )
-        self._explicit = _check_encoding(encoding, self.path) if encoding is not None else None
+        self._explicit = check_encoding(encoding, self.path) if encoding is not None else None
         self.format = fmt if fmt is not None else detect_format(self.path, encoding)
         self.encoding = self._explicit or "utf-8"
         self.tag_column = tag_column
@@ -716,17 +724,81 @@ def read_corpus(
     )
 
 
-def split_canonical(sentences: list) -> tuple[list, list, list]:
-    """The project's fixed split by 0-based sentence index in file order.
+# ------------------------------------------------------------ plain text input
 
-    ``i % 10 == 0``: test, ``i % 10 == 1``: dev, the rest: train.
-    Returns ``(train, dev, test)``.
-    """
-    train, dev, test = [], [], []
-    for i, s in enumerate(sentences):
-        r = i % 10
-        (test if r == 0 else dev if r == 1 else train).append(s)
-    return train, dev, test
+STDIN_NAME = "<stdin>"  # how messages name standard input
+
+
+def decode_text_lines(raw: bytes, encoding: str | None, name: str) -> list[str]:
+    """The non-blank lines of ``raw`` (UTF-8, else cp1252 with a note; or ``encoding``);
+    ``name`` says where the bytes came from in messages."""
+    import logging
+
+    if encoding is not None:
+        encoding = check_encoding(encoding, name)
+    if b"\x00" in raw[:4096]:
+        raise DataError("looks like a binary file, expected text", path=name)
+    try:
+        text = raw.decode(encoding or "utf-8")
+    except UnicodeDecodeError as err:
+        if encoding:
+            line = raw[: err.start].count(b"\n") + 1
+            raise DataError(f"not valid {encoding}: {err.reason}", path=name, line=line) from None
+        text = raw.decode("cp1252", errors="replace")
+        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", name)
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def decode_argument(text: str, k: int, encoding: str | None = None) -> str:
+    """Text argument ``k`` of a command line: bytes that were not valid in the locale's encoding
+    reach Python as lone surrogates, which cannot be printed; decode those bytes as ``encoding``,
+    else as UTF-8, else as cp1252 (with a note)."""
+    import logging
+
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # not from the command line: a str with lone surrogates
+        return text.encode("utf-8", "replace").decode("utf-8")
+    try:
+        return raw.decode(check_encoding(encoding, f"text argument {k}") if encoding else "utf-8")
+    except UnicodeDecodeError as err:
+        if encoding:
+            raise DataError(f"text argument {k} is not valid {encoding}: {err.reason}") from None
+    logging.getLogger("nerbilstm").warning("text argument %d: not valid UTF-8; read as cp1252", k)
+    return raw.decode("cp1252", errors="replace")
+
+
+def read_text_lines(source: str, encoding: str | None = None) -> list[str]:
+    """The non-blank lines of a text file, or of standard input for ``-``."""
+    if source == "-":
+        return decode_text_lines(sys.stdin.buffer.read(), encoding, STDIN_NAME)
+    p = Path(source)
+    if not p.is_file():
+        raise DataError("input file not found", path=p)
+    return decode_text_lines(p.read_bytes(), encoding, str(p))
+
+
+@contextmanager
+def readable_path(source: str):
+    """A path for the readers of files: ``source`` itself, or for ``-`` standard input copied
+    to a temporary file (removed afterwards); errors then name ``<stdin>`` instead of it."""
+    if source != "-":
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="nerbilstm-stdin-") as tmp:
+        path = Path(tmp) / "stdin"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            yield str(path)
+        except DataError as err:
+            if err.path == str(path):
+                raise DataError(err.message, path=STDIN_NAME, line=err.line) from None
+            raise
 
 
 # --------------------------------------------------------------------- writers

@@ -38,6 +38,7 @@ log = logging.getLogger("nerbilstm.serve")
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_BODY_BYTES = 100_000
 
+# Descriptions of the entity types we know; /api/model gives the loaded model's (a bare name otherwise).
 ENTITY_TYPES = {
     "geo": "Geographical entity",
     "org": "Organization",
@@ -352,15 +353,6 @@ def _validation_message(errors: Sequence[dict]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _entity_types(labels: Sequence[str]) -> dict[str, str]:
-    types: dict[str, str] = {}
-    for label in labels:
-        if label != "O":
-            kind = label[2:] if label[:2] in ("B-", "I-", "E-", "S-", "L-", "U-") else label
-            types.setdefault(kind, ENTITY_TYPES.get(kind, kind))
-    return types
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
     yield
@@ -378,7 +370,7 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
     """The FastAPI app around a tagger.
 
     tagger_or_model_dir: a loaded ``Tagger`` (or anything with ``__call__(list[str])``,
-    ``labels`` and ``config``), a model directory, or None for the shipped default model.
+    ``labels`` and ``info()``), a model directory, or None for the shipped default model.
     """
     if tagger_or_model_dir is None or isinstance(tagger_or_model_dir, (str, os.PathLike)):
         from nerbilstm.predict import Tagger
@@ -386,23 +378,15 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
         tagger = Tagger.load(tagger_or_model_dir)
     else:
         tagger = tagger_or_model_dir
-    config = dict(getattr(tagger, "config", None) or {})
-    labels = list(tagger.labels)
     batcher = MicroBatcher(lambda texts: tagger(list(texts)), _encode_results,
                            workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
                            max_texts=max_batch_texts, max_chars=max_batch_chars)
-    model_info = finite_json({
-        "labels": labels,
-        "entity_types": _entity_types(labels),
-        "model": config.get("model"),
-        "training": config.get("training"),
-        "metrics": config.get("metrics"),
-        "embeddings": config.get("embeddings"),
-        "format_version": config.get("format_version"),
-        "trained_with": config.get("nerbilstm_version"),
-        "server": {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
-                   "workers": batcher.workers, "batch_window_ms": batch_window_ms},
-    })
+    # Tagger.info() without the model's directory (a path of the serving machine).
+    info = {k: v for k, v in tagger.info().items() if k != "path"}
+    model_info = finite_json({**info,
+                              "entity_descriptions": {t: ENTITY_TYPES.get(t, t) for t in info["entity_types"]},
+                              "server": {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
+                                         "workers": batcher.workers, "batch_window_ms": batch_window_ms}})
 
     app = FastAPI(
         title="nerbilstm",

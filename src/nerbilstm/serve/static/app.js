@@ -147,24 +147,24 @@
     add("Architecture", model.decoder
       ? `BiLSTM-${model.decoder === "crf" ? "CRF" : "softmax"}, ${model.layers} × ${model.hidden_size} units`
       : null);
-    add("Entity types", Object.keys(info.entity_types || {}).join(", "));
+    add("Entity types", (info.entity_types || []).join(", "));
     add("Dev entity F1", f1("dev"));
     add("Test entity F1", f1("test"));
     if (metrics.best_epoch) add("Best epoch", `${metrics.best_epoch} of ${metrics.epochs_run}`);
     if (info.server) add("Request limit", `${Number(info.server.max_body_bytes).toLocaleString()} bytes`);
   }
 
-  function markLegend(types) {
-    const known = new Set(Object.keys(types));
+  function markLegend(types, descriptions) {
+    const known = new Set(types);
     for (const item of els.legend.querySelectorAll("li[data-type]")) {
       const absent = !known.has(item.dataset.type);
       item.classList.toggle("absent", absent);
       item.title = absent ? "the loaded model does not predict this type" : "";
     }
-    for (const [type, name] of Object.entries(types)) {
+    for (const type of types) {
       if (Object.hasOwn(TYPES, type)) continue;
       const item = el("li", { dataset: { type } });
-      item.append(el("span", { className: "swatch ent-other" }, type), document.createTextNode(" " + name));
+      item.append(el("span", { className: "swatch ent-other" }, type), document.createTextNode(" " + (descriptions[type] || type)));
       els.legend.append(item);
     }
   }
@@ -176,7 +176,7 @@
       const info = await response.json();
       maxBodyBytes = info.server ? info.server.max_body_bytes : null;
       describeModel(info);
-      markLegend(info.entity_types || {});
+      markLegend(info.entity_types || [], info.entity_descriptions || {});
     } catch (err) {
       els.modelInfo.replaceChildren(el("dt", {}, "Status"), el("dd", {}, "unavailable: " + err.message));
     }
