@@ -57,7 +57,8 @@ from torch import Tensor, nn
 
 from nerbilstm.config import ModelConfig, TrainConfig
 from nerbilstm.data.batching import Batch, collate, encode, length_buckets
-from nerbilstm.data.readers import Sentence, read_corpus, split_canonical
+from nerbilstm.data.dataset import split_canonical
+from nerbilstm.data.readers import Sentence, read_corpus
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import DataError, NerError
 from nerbilstm.model.crf import CRF
