@@ -457,7 +457,7 @@ def cmd_export(args) -> int:
 def _tokens_doc(tokens, tags) -> dict:
     """A predicted pre-tokenized sentence in the same shape as Tagger output (offsets into the
     space-joined tokens)."""
-    from nerbilstm.metrics import entity_spans
+    from nerbilstm.tags import entity_spans
 
     starts, pos = [], 0
     for t in tokens:

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nerbilstm import __version__
 from nerbilstm.errors import NerError
 from nerbilstm.io import finite_json
+from nerbilstm.tags import entity_type
 
 log = logging.getLogger("nerbilstm.serve")
 
@@ -354,9 +355,8 @@ def _validation_message(errors: Sequence[dict]) -> str:
 
 def _entity_types(labels: Sequence[str]) -> dict[str, str]:
     types: dict[str, str] = {}
-    for label in labels:
-        if label != "O":
-            kind = label[2:] if label[:2] in ("B-", "I-", "E-", "S-", "L-", "U-") else label
+    for kind in map(entity_type, labels):
+        if kind is not None:
             types.setdefault(kind, ENTITY_TYPES.get(kind, kind))
     return types
 
