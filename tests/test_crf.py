@@ -8,7 +8,8 @@ import torch
 from torch.autograd import gradcheck
 
 import nerbilstm.model.crf as crf_module
-from nerbilstm.model.crf import CRF, iob2_constraints
+from nerbilstm.model.crf import CRF
+from nerbilstm.tags import iob2_constraints
 
 IOB_LABELS = ["O", "B-a", "I-a", "B-b", "I-b"]
 
@@ -88,23 +89,6 @@ def is_iob2(path, labels):
 
 def tol(dtype):
     return dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-
-
-# ----------------------------------------------------------------------------- IOB2 table
-
-
-def test_iob2_constraints_table():
-    labels = ["O", "B-a", "I-a", "B-b", "I-b", "<pad>"]
-    allowed, start, end = iob2_constraints(labels)
-    assert allowed.dtype == start.dtype == end.dtype == torch.bool
-    expected_into_I_a = [False, True, True, False, False, True]  # from O, B-a, I-a, B-b, I-b, <pad>
-    expected_into_I_b = [False, False, False, True, True, True]
-    assert allowed[:, 2].tolist() == expected_into_I_a
-    assert allowed[:, 4].tolist() == expected_into_I_b
-    for j in (0, 1, 3, 5):  # O, B-*, <pad> may follow anything
-        assert allowed[:, j].all()
-    assert start.tolist() == [True, True, False, True, False, True]
-    assert end.all()
 
 
 # ----------------------------------------------------------------------------- brute force
@@ -452,6 +436,28 @@ def test_validation(match, args):
     crf = CRF(4)
     with pytest.raises(ValueError, match=match):
         crf.neg_log_likelihood(*args)
+
+
+def test_constraints_from_arrays():
+    """iob2_constraints gives numpy bool arrays; set_constraints takes them (and nested lists)
+    exactly as the same tables in tensors."""
+    allowed, start, end = iob2_constraints(IOB_LABELS)
+    from_arrays, from_tensors, from_lists = CRF(len(IOB_LABELS)), CRF(len(IOB_LABELS)), CRF(len(IOB_LABELS))
+    from_arrays.set_constraints(allowed, start, end)
+    from_tensors.set_constraints(torch.from_numpy(allowed), torch.from_numpy(start), torch.from_numpy(end))
+    from_lists.set_constraints(allowed.tolist(), start.tolist(), end.tolist())
+    for crf in (from_arrays, from_lists):
+        for name in ("allowed_transitions", "allowed_start", "allowed_end", "_transition_penalty"):
+            assert torch.equal(getattr(crf, name), getattr(from_tensors, name)), name
+    allowed[0, 0] = False  # the CRF holds a copy
+    assert from_arrays.allowed_transitions[0, 0]
+    with pytest.raises(ValueError, match="bool"):
+        from_arrays.set_constraints(allowed.astype(float))
+    with pytest.raises(ValueError, match="bool tensor or array"):
+        from_arrays.set_constraints(object())
+    with pytest.raises(ValueError, match="shape"):
+        from_arrays.set_constraints(start)
+    assert torch.equal(from_arrays.allowed_start, from_tensors.allowed_start)  # a failed call changes nothing
 
 
 def test_validation_misc():

@@ -21,7 +21,6 @@ from nerbilstm.metrics import (  # noqa: E402
     confusion_matrix,
     entity_errors,
     entity_scores,
-    entity_spans,
     evaluate_tags,
     seed_batch_macro_f1,
     token_scores,
@@ -88,57 +87,7 @@ def seqeval_spans(tags):
     return [(t, a, b + 1) for t, a, b in _quiet(get_entities, list(tags))]
 
 
-def seqeval_strict_spans(tags):
-    toks = seqeval_scheme.Tokens(list(tags), IOB2)
-    return [(e.tag, e.start, e.end) for e in toks.entities]
-
-
-# ---------------------------------------------------------------------------
-# entity spans: hand-written tricky cases
-
-SPAN_CASES = [
-    # tags, conll spans, strict spans
-    (["B-a", "I-a", "O", "B-b"], [("a", 0, 2), ("b", 3, 4)], [("a", 0, 2), ("b", 3, 4)]),
-    (["O", "I-a", "I-a", "O"], [("a", 1, 3)], []),  # I- after O
-    (["B-a", "I-b", "I-b"], [("a", 0, 1), ("b", 1, 3)], [("a", 0, 1)]),  # I- after other type
-    (["O", "B-a", "I-a"], [("a", 1, 3)], [("a", 1, 3)]),  # entity at end
-    (["B-a", "B-a", "B-b"], [("a", 0, 1), ("a", 1, 2), ("b", 2, 3)],
-     [("a", 0, 1), ("a", 1, 2), ("b", 2, 3)]),  # adjacent B-B
-    (["I-a"], [("a", 0, 1)], []),
-    (["I-a", "B-a", "I-a"], [("a", 0, 1), ("a", 1, 3)], [("a", 1, 3)]),
-    (["B-a", "I-a", "I-b", "I-a"], [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)], [("a", 0, 2)]),
-    (["B-a", "O", "I-a"], [("a", 0, 1), ("a", 2, 3)], [("a", 0, 1)]),
-    (["B-geo-nam", "I-geo-nam"], [("geo-nam", 0, 2)], [("geo-nam", 0, 2)]),
-    ([], [], []),
-    (["O", "O"], [], []),
-    # IOBES prefixes (conll mode only: strict IOB2 treats them as outside)
-    (["B-a", "E-a", "S-a"], [("a", 0, 2), ("a", 2, 3)], [("a", 0, 1)]),
-    (["S-a", "I-a", "E-a"], [("a", 0, 1), ("a", 1, 3)], []),
-    (["E-a", "E-a"], [("a", 0, 1), ("a", 1, 2)], []),
-]
-
-
-@pytest.mark.parametrize("tags,conll,strict", SPAN_CASES)
-def test_entity_spans_hand_cases(tags, conll, strict):
-    assert entity_spans(tags) == conll
-    assert entity_spans(tags, mode="conll") == conll
-    assert entity_spans(tags, mode="strict") == strict
-    assert seqeval_spans(tags) == conll
-    if all(t == "O" or t[:2] in ("B-", "I-") for t in tags):
-        assert seqeval_strict_spans(tags) == strict
-
-
-@pytest.mark.parametrize(
-    "tags,conll",
-    [(["X-a", "I-a"], [("a", 1, 2)]), (["B", "I-a"], [("a", 1, 2)]), (["PER"], [])],
-)
-def test_malformed_tags_are_outside(tags, conll):
-    assert entity_spans(tags) == conll
-
-
 def test_unknown_mode():
-    with pytest.raises(ValueError, match="mode"):
-        entity_spans(["O"], mode="lenient")
     with pytest.raises(ValueError, match="mode"):
         entity_scores([["O"]], [["O"]], mode="lenient")
 
@@ -196,8 +145,6 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @given(gold_pred())
 def test_entity_scores_random_conll(gp):
     gold, pred = gp
-    for s in gold + pred:
-        assert entity_spans(s) == seqeval_spans(s)
     assert_matches_seqeval(gold, pred, "conll")
 
 
@@ -205,8 +152,6 @@ def test_entity_scores_random_conll(gp):
 @given(gold_pred())
 def test_entity_scores_random_strict(gp):
     gold, pred = gp
-    for s in gold + pred:
-        assert entity_spans(s, mode="strict") == seqeval_strict_spans(s)
     assert_matches_seqeval(gold, pred, "strict")
 
 
@@ -215,8 +160,6 @@ def test_entity_scores_random_strict(gp):
 def test_entity_scores_random_iobes_conll(gp):
     """E-/S- prefixes in conll mode decode exactly as seqeval's default mode."""
     gold, pred = gp
-    for s in gold + pred:
-        assert entity_spans(s) == seqeval_spans(s)
     assert_matches_seqeval(gold, pred, "conll")
 
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from nerbilstm.config import ModelConfig
 from nerbilstm.data.batching import encode
 from nerbilstm.data.vocab import Vocab
-from nerbilstm.model.crf import CRF, iob2_constraints
+from nerbilstm.model.crf import CRF
+from nerbilstm.tags import iob2_constraints
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.predict import Tagger, tag_encoded
 

@@ -17,17 +17,15 @@ from nerbilstm.data.readers import (
     Corpus,
     Sentence,
     detect_format,
-    from_iobes,
     iter_sentences,
     read_corpus,
-    to_iob2,
     write_conll,
     write_gmb_csv,
     write_text_labels_csv,
 )
 from nerbilstm.data.dataset import split_canonical
 from nerbilstm.errors import DataError
-from nerbilstm.metrics import entity_spans
+from nerbilstm.tags import to_iob2
 
 NBSP = "\xa0"
 
@@ -239,74 +237,6 @@ def test_gmb_repairs_too(tmp_path):
     text = "Sentence #,Word,POS,Tag\nSentence: 1,The,DT,O\n,Park,NNP,I-geo\n,Hotel,NNP,B-org\n"
     c = read_corpus(put(tmp_path, "c.csv", text))
     assert c.sentences[0].tags == ["O", "B-geo", "B-org"] and c.repaired == 1
-
-
-# ------------------------------------------------------------------------- tags
-
-
-def test_to_iob2():
-    assert to_iob2([]) == ([], 0)
-    assert to_iob2(["I-a", "I-a", "O", "I-a", "I-b", "B-b", "I-b"]) == (
-        ["B-a", "I-a", "O", "B-a", "B-b", "B-b", "I-b"], 3)
-    tags = ["I-x"]
-    to_iob2(tags)
-    assert tags == ["I-x"]  # input untouched
-
-
-_tag = st.sampled_from(["O", "B-a", "I-a", "B-b", "I-b", "B-geo-loc", "I-geo-loc"])
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(_tag, max_size=30))
-def test_to_iob2_properties(tags):
-    out, n = to_iob2(tags)
-    assert len(out) == len(tags)
-    assert n == sum(a != b for a, b in zip(tags, out))
-    for i, t in enumerate(out):  # every I- continues an entity of its type
-        if t.startswith("I-"):
-            assert i > 0 and out[i - 1] != "O" and out[i - 1][2:] == t[2:]
-    assert to_iob2(out) == (out, 0)  # idempotent
-    assert [t[2:] for t in out] == [t[2:] for t in tags]  # types unchanged
-
-
-def test_from_iobes():
-    assert from_iobes([]) == ([], 0)
-    iobes = ["S-per", "O", "B-geo", "I-geo", "E-geo", "B-org", "E-org", "S-org"]
-    assert from_iobes(iobes) == (["B-per", "O", "B-geo", "I-geo", "I-geo", "B-org", "I-org", "B-org"], 4)
-    bilou = ["U-per", "O", "B-geo", "I-geo", "L-geo"]
-    assert from_iobes(bilou) == (["B-per", "O", "B-geo", "I-geo", "I-geo"], 2)
-    assert from_iobes(["O", "B-x", "I-x", "Spain", "E"]) == (["O", "B-x", "I-x", "Spain", "E"], 0)
-    tags = ["S-x"]
-    from_iobes(tags)
-    assert tags == ["S-x"]  # input untouched
-
-
-def _to_iobes(iob2: list[str]) -> list[str]:
-    """IOB2 -> IOBES, written independently of the reader: the reference for the round trip."""
-    out = []
-    for i, t in enumerate(iob2):
-        last = i + 1 == len(iob2) or iob2[i + 1] != "I-" + t[2:]
-        if t == "O":
-            out.append(t)
-        elif t.startswith("B-"):
-            out.append(("S-" if last else "B-") + t[2:])
-        else:
-            out.append(("E-" if last else "I-") + t[2:])
-    return out
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(_tag, max_size=30))
-def test_from_iobes_round_trip_and_seqeval_spans(tags):
-    iob2, _ = to_iob2(tags)
-    iobes = _to_iobes(iob2)
-    assert from_iobes(iobes)[0] == iob2
-    bilou = [{"S": "U", "E": "L"}.get(t[0], t[0]) + t[1:] for t in iobes]
-    assert from_iobes(bilou)[0] == iob2
-    # seqeval reads IOBES itself: its entities are those of the IOB2 we return
-    get_entities = pytest.importorskip("seqeval.metrics.sequence_labeling").get_entities
-    ours = [(typ, start, end - 1) for typ, start, end in entity_spans(from_iobes(iobes)[0])]
-    assert ours == get_entities(iobes)
 
 
 def test_conll_iobes_and_bilou_converted(tmp_path):

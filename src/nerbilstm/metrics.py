@@ -2,28 +2,10 @@
 
 Entity-level scores
 -------------------
-Entities are extracted per sentence as ``(type, start, end)`` with ``end``
-exclusive.  A predicted entity is correct only when its sentence, span and type
-all match a gold entity exactly.  Two decoding modes:
-
-``"conll"`` (the default; what ``conlleval`` and ``seqeval``'s default mode do)
-    A chunk starts at ``B-x`` / ``S-x``, or at an ``I-x`` / ``E-x`` that does not
-    continue an open chunk of type ``x`` (i.e. after ``O``, after another type,
-    or after an ``E-``/``S-`` that closed the previous chunk).  ``I-x`` and
-    ``E-x`` continue an open chunk of the same type that was opened or extended
-    by ``B-x``/``I-x``; ``E-x`` and ``S-x`` close their chunk.  Any tag that is
-    not ``O`` and not of the form ``P-type`` with ``P`` in ``B I E S`` and a
-    non-empty type (e.g. ``"B"`` alone, ``"X-foo"``, ``"PER"``) is treated as
-    ``O``.  (seqeval differs only on such malformed tags, which it parses
-    loosely.)  The type is everything after the first ``-``, so ``B-geo-nam``
-    has type ``geo-nam``.
-
-``"strict"`` (seqeval ``mode="strict", scheme=IOB2``)
-    An entity is exactly ``B-x`` followed by zero or more ``I-x``.  An ``I-x``
-    that does not continue a ``B-x``/``I-x`` of its type belongs to no entity
-    (it is an invalid span and counts as nothing, neither hit nor miss).  Any
-    tag other than ``B-x``/``I-x`` (``O``, ``E-x``, ``S-x``, malformed tags) is
-    treated as outside.
+Entities are those of :func:`nerbilstm.tags.entity_spans`, in one of its two modes
+(``"conll"``, the default, or ``"strict"``; the module docstring of :mod:`nerbilstm.tags`
+gives the rules).  A predicted entity is correct only when its sentence, span and type
+all match a gold entity exactly.
 
 Token-level scores follow ``sklearn.metrics.precision_recall_fscore_support``
 with ``zero_division=0``: every zero division yields ``0.0``.
@@ -33,12 +15,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
+from nerbilstm.tags import MODES, entity_spans
+
 __all__ = [
-    "entity_spans",
     "entity_scores",
     "entity_errors",
     "token_scores",
@@ -50,19 +32,8 @@ __all__ = [
     "paired_bootstrap",
 ]
 
-MODES = ("conll", "strict")
-
-
 # ---------------------------------------------------------------------------
 # helpers
-
-
-@lru_cache(maxsize=4096)
-def _parse(tag: str) -> tuple[str, str]:
-    """Return ``(prefix, type)``; ``("O", "")`` for anything that is not ``P-type``."""
-    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BIES":
-        return tag[0], tag[2:]
-    return "O", ""
 
 
 def _check_pair(gold, pred) -> None:
@@ -96,70 +67,6 @@ def _prf(n_correct: int, n_pred: int, n_gold: int) -> dict:
 
 # ---------------------------------------------------------------------------
 # entities
-
-
-def entity_spans(tags: Sequence[str], mode: str = "conll") -> list[tuple[str, int, int]]:
-    """Entities of one sentence as ``(type, start, end)``, ``end`` exclusive.
-
-    ``mode="conll"``: conlleval / seqeval default semantics (an ``I-x`` after
-    ``O`` or after another type starts a new entity; ``E-``/``S-`` prefixes are
-    honoured as in seqeval; malformed tags count as ``O``).
-    ``mode="strict"``: strict IOB2 (``B-x I-x*`` only; stray ``I-x`` is ignored).
-    See the module docstring for the full rules.
-    """
-    if mode == "conll":
-        return _spans_conll(tags)
-    if mode == "strict":
-        return _spans_strict(tags)
-    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-
-
-def _spans_conll(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    spans = []
-    open_type = None  # type of the chunk that may still be continued
-    start = 0
-    for i, tag in enumerate(tags):
-        prefix, typ = _parse(tag)
-        if prefix == "O":
-            if open_type is not None:
-                spans.append((open_type, start, i))
-                open_type = None
-            continue
-        if prefix in "IE" and open_type == typ:
-            # continues the open chunk
-            if prefix == "E":
-                spans.append((open_type, start, i + 1))
-                open_type = None
-            continue
-        # starts a new chunk (closing any open one)
-        if open_type is not None:
-            spans.append((open_type, start, i))
-        if prefix in "ES":  # a single-token chunk, closed at once
-            spans.append((typ, i, i + 1))
-            open_type = None
-        else:  # B, or an I that could not continue
-            open_type, start = typ, i
-    if open_type is not None:
-        spans.append((open_type, start, len(tags)))
-    return spans
-
-
-def _spans_strict(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    spans = []
-    open_type = None
-    start = 0
-    for i, tag in enumerate(tags):
-        prefix, typ = _parse(tag)
-        if prefix == "I" and open_type == typ:
-            continue
-        if open_type is not None:
-            spans.append((open_type, start, i))
-            open_type = None
-        if prefix == "B":
-            open_type, start = typ, i
-    if open_type is not None:
-        spans.append((open_type, start, len(tags)))
-    return spans
 
 
 def _entity_set(sentences, mode: str) -> set[tuple[int, str, int, int]]:

@@ -18,8 +18,8 @@ from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import ModelFileError
 from nerbilstm.io import finite_json, read_config, read_weights
-from nerbilstm.metrics import entity_spans
 from nerbilstm.model.tagger import BiLSTMTagger
+from nerbilstm.tags import entity_spans, entity_type
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
@@ -183,7 +183,7 @@ class Tagger:
             "weights": {"bytes": weights.stat().st_size if weights is not None and weights.is_file() else None,
                         "sha256": config.get("weights_sha256")},
             "labels": list(self.labels),
-            "entity_types": sorted({label[2:] for label in self.labels if label != "O"}),
+            "entity_types": sorted({t for t in map(entity_type, self.labels) if t is not None}),
             "vocabulary": {"words": len(self.vocab.words), "chars": len(self.vocab.chars)},
             "embeddings": {**embeddings, "loaded": self.pretrained is not None},
             "training": config.get("training"),

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from nerbilstm.errors import DataError
+from nerbilstm.tags import count_b_starts, from_iobes, is_iob2_tag, is_scheme_tag, to_iob2
 
 __all__ = [
     "FORMATS",
@@ -59,9 +60,6 @@ __all__ = [
     "readable_path",
     "check_encoding",
     "iter_sentences",
-    "to_iob2",
-    "is_valid_tag",
-    "from_iobes",
     "write_conll",
     "write_gmb_csv",
     "write_text_labels_csv",
@@ -77,9 +75,6 @@ _ASCII_WS = " \t\r\n\f\v"
 _CONLL_WS = " \t\f\v"  # columns of a CoNLL line: ASCII blanks only, never U+00A0
 _CONLL_SPLIT = re.compile(r"[ \t\f\v]+")
 _LIST_SPLIT = re.compile(r"[ \t\r\n\f\v]+")
-_TAG = re.compile(r"O|[BI]-\S+")
-_SCHEME_TAG = re.compile(r"O|[BIESLU]-\S+")  # IOB, IOB2, IOBES (BIOES) and BILOU tags as read
-_IOBES_TO_IOB2 = {"S": "B", "U": "B", "E": "I", "L": "I"}
 _EOL = re.compile(r"\r\n|\r|\n")
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 
@@ -110,73 +105,6 @@ class Corpus:
 
     def __iter__(self) -> Iterator[Sentence]:
         return iter(self.sentences)
-
-
-# --------------------------------------------------------------------------- tags
-
-
-def is_valid_tag(tag: str) -> bool:
-    """``O``, ``B-TYPE`` or ``I-TYPE`` (TYPE: one or more non-space characters)."""
-    return _TAG.fullmatch(tag) is not None
-
-
-def is_scheme_tag(tag: str) -> bool:
-    """A tag the readers accept: ``O`` or ``X-TYPE`` with X one of B, I (IOB, IOB2), E, S (IOBES)
-    or L, U (BILOU)."""
-    return _SCHEME_TAG.fullmatch(tag) is not None
-
-
-def from_iobes(tags: list[str]) -> tuple[list[str], int]:
-    """Rewrite IOBES (``S-``, ``E-``) and BILOU (``U-``, ``L-``) tags as IOB2.
-
-    A single-token entity (``S-x``, ``U-x``) becomes ``B-x``, the last token of a longer one
-    (``E-x``, ``L-x``) ``I-x``; ``B-``, ``I-`` and ``O`` stay, so the entity spans of a
-    well-formed sequence are unchanged.  Returns the new tags and how many were changed; the
-    input list is not modified.
-    """
-    out = [tag if tag[:1] not in _IOBES_TO_IOB2 or tag[1:2] != "-" else _IOBES_TO_IOB2[tag[0]] + tag[1:]
-           for tag in tags]
-    return out, sum(a != b for a, b in zip(tags, out))
-
-
-def to_iob2(tags: list[str]) -> tuple[list[str], int]:
-    """Convert IOB1 to IOB2 / repair a broken IOB2 sequence.
-
-    An ``I-x`` that starts an entity (at the start of the sentence, after ``O``, or
-    after a tag of another type) becomes ``B-x``.  Returns the new tags and how many
-    were changed; the input list is not modified.
-    """
-    out = list(tags)
-    changed = 0
-    prev_type = None  # entity type of the previous tag, None after O / at the start
-    for i, tag in enumerate(out):
-        if tag.startswith("I-"):
-            typ = tag[2:]
-            if prev_type != typ:
-                out[i] = "B-" + typ
-                changed += 1
-            prev_type = typ
-        elif tag.startswith("B-"):
-            prev_type = tag[2:]
-        else:
-            prev_type = None
-    return out, changed
-
-
-def _b_starts(tags: list[str]) -> int:
-    """How many ``B-`` tags open an entity after ``O``/the start/another type (IOB2 style)."""
-    n = 0
-    prev_type = None
-    for tag in tags:
-        if tag.startswith("B-"):
-            if prev_type != tag[2:]:
-                n += 1
-            prev_type = tag[2:]
-        elif tag.startswith("I-"):
-            prev_type = tag[2:]
-        else:
-            prev_type = None
-    return n
 
 
 # ----------------------------------------------------------------- file handling
@@ -489,7 +417,7 @@ class SentenceStream(Iterator[Sentence]):
                 self.converted += n
                 if self._first_convert_line is None:
                     self._first_convert_line = line
-        self._b_starts += _b_starts(tags)  # on the tags as read: IOB2 files have some
+        self._b_starts += count_b_starts(tags)  # on the tags as read: IOB2 files have some
         if self.repair:
             tags, n = to_iob2(tags)
             if n:
@@ -504,7 +432,7 @@ class SentenceStream(Iterator[Sentence]):
             return raw
         tag = raw.strip(_ASCII_WS)
         if is_scheme_tag(tag):
-            if not is_valid_tag(tag):
+            if not is_iob2_tag(tag):
                 self._scheme_tags_seen = True
             if tag == raw and len(self._valid_tags) < 10_000:
                 self._valid_tags.add(tag)
@@ -697,7 +625,7 @@ def read_corpus(
     ``tag_column``: for ``conll`` only, the column (0-based; negative from the end)
     holding the tag.  ``repair``: turn an ``I-x`` that starts an entity into ``B-x``
     (IOB1 -> IOB2), counted in ``Corpus.repaired`` and noted.  IOBES and BILOU tags are
-    always rewritten as IOB2 (:func:`from_iobes`), counted in ``Corpus.converted`` and noted.
+    always rewritten as IOB2 (:func:`nerbilstm.tags.from_iobes`), counted in ``Corpus.converted`` and noted.
     """
     stream = iter_sentences(path, fmt, encoding, tag_column, repair)
     sentences: list[Sentence] = []
@@ -820,7 +748,7 @@ def _pairs(sentences: Iterable, path: str) -> Iterator[tuple[int, list[str], lis
                     f"sentence {n}: token {tok!r} is empty or contains ASCII whitespace", path=path
                 )
         for tag in tags:
-            if not isinstance(tag, str) or not is_valid_tag(tag):
+            if not isinstance(tag, str) or not is_iob2_tag(tag):
                 raise DataError(f"sentence {n}: invalid tag {tag!r}", path=path)
         yield n, tokens, tags
 

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from nerbilstm.tags import sort_labels
+
 PAD = "<pad>"
 UNK = "<unk>"
 
@@ -78,10 +80,3 @@ class Vocab:
     @classmethod
     def from_dict(cls, data: dict) -> "Vocab":
         return cls(list(data["words"]), list(data["chars"]), list(data["labels"]))
-
-
-def sort_labels(tags: Iterable[str]) -> list[str]:
-    """O first, then entity tags grouped by type: B-x before I-x."""
-    unique = set(tags)
-    rest = sorted(unique - {"O"}, key=lambda t: (t[2:], t[:1]))
-    return (["O"] if "O" in unique else []) + rest

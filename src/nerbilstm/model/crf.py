@@ -28,10 +28,15 @@ time step: the loops do as few tensor ops as possible and everything else is vec
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CRF", "Posteriors", "iob2_constraints"]
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+__all__ = ["CRF", "Posteriors"]
 
 # Added to the score of a disallowed transition / start / end. Not -inf, so that a gold
 # path breaking a constraint still has a finite NLL.
@@ -438,6 +443,23 @@ def _nbest(p: _Prepared, trans: Tensor, start: Tensor, end: Tensor, k: int) -> t
     return p.reverse(states.div_(k, rounding_mode="floor")), scores
 
 
+def _bool_table(name: str, value: Tensor | ArrayLike | None, shape: tuple[int, ...]) -> Tensor | None:
+    """A constraint table as a bool tensor of ``shape``: tensors pass as they are, arrays
+    (numpy, nested lists) are converted; anything else is a ValueError naming ``name``."""
+    if value is None:
+        return None
+    if not isinstance(value, Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{name} must be a bool tensor or array, got {type(value).__name__}") from None
+    if value.dtype != torch.bool:
+        raise ValueError(f"{name} must be a bool tensor")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
+    return value
+
+
 # ----------------------------------------------------------------------------- module
 
 
@@ -472,25 +494,23 @@ class CRF(nn.Module):
 
     def set_constraints(
         self,
-        allowed_transitions: Tensor | None,
-        allowed_start: Tensor | None = None,
-        allowed_end: Tensor | None = None,
+        allowed_transitions: Tensor | ArrayLike | None,
+        allowed_start: Tensor | ArrayLike | None = None,
+        allowed_end: Tensor | ArrayLike | None = None,
     ) -> None:
-        """bool (K,K) [from,to], (K,), (K,). Disallowed moves get -10000 added in every
+        """bool (K,K) [from,to], (K,), (K,): tensors, or bool arrays such as those of
+        :func:`nerbilstm.tags.iob2_constraints`. Disallowed moves get -10000 added in every
         computation (nll, viterbi, marginals, nbest). None leaves that kind unconstrained,
         so ``set_constraints(None)`` clears everything."""
         K = self.num_tags
-        specs = (
-            ("allowed_transitions", "_transition_penalty", allowed_transitions, (K, K)),
-            ("allowed_start", "_start_penalty", allowed_start, (K,)),
-            ("allowed_end", "_end_penalty", allowed_end, (K,)),
-        )
-        for name, _, value, shape in specs:  # validate all before changing anything
-            if value is not None:
-                if not isinstance(value, Tensor) or value.dtype != torch.bool:
-                    raise ValueError(f"{name} must be a bool tensor")
-                if tuple(value.shape) != shape:
-                    raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
+        specs = [  # validate all before changing anything
+            (name, penalty_name, _bool_table(name, value, shape), shape)
+            for name, penalty_name, value, shape in (
+                ("allowed_transitions", "_transition_penalty", allowed_transitions, (K, K)),
+                ("allowed_start", "_start_penalty", allowed_start, (K,)),
+                ("allowed_end", "_end_penalty", allowed_end, (K,)),
+            )
+        ]
         dev = self.transitions.device
         for name, penalty_name, value, shape in specs:
             if value is None:
@@ -618,35 +638,3 @@ class CRF(nn.Module):
         paths, scores = _nbest(_Prepared(emissions, mask, lengths), *pot, k)
         valid = mask[:, None, :] & torch.isfinite(scores)[:, :, None]
         return torch.where(valid, paths.permute(1, 2, 0), 0), scores
-
-
-# ----------------------------------------------------------------------------- IOB2
-
-
-def iob2_constraints(labels: list[str]) -> tuple[Tensor, Tensor, Tensor]:
-    """IOB2 rules as (allowed[from,to] (K,K), allowed_start (K,), allowed_end (K,)) bool.
-
-    I-x may only follow B-x or I-x and may not start a sentence; any ending is allowed.
-    Labels that are not O, B-* or I-* (e.g. '<pad>') are unconstrained in both directions."""
-    K = len(labels)
-
-    def parse(label: str) -> tuple[str, str | None]:
-        if label == "O":
-            return "O", None
-        if label.startswith(("B-", "I-")):
-            return label[0], label[2:]
-        return "free", None
-
-    parsed = [parse(lab) for lab in labels]
-    allowed = torch.ones(K, K, dtype=torch.bool)
-    start = torch.ones(K, dtype=torch.bool)
-    end = torch.ones(K, dtype=torch.bool)
-    for j, (kind_j, type_j) in enumerate(parsed):
-        if kind_j != "I":
-            continue
-        start[j] = False
-        for i, (kind_i, type_i) in enumerate(parsed):
-            if kind_i == "free":
-                continue
-            allowed[i, j] = kind_i in ("B", "I") and type_i == type_j
-    return allowed, start, end

@@ -14,9 +14,10 @@ from nerbilstm.config import ModelConfig
 from nerbilstm.data.batching import Batch
 from nerbilstm.data.vocab import CASES
 from nerbilstm.model.chars import CharCNN
-from nerbilstm.model.crf import CRF, Posteriors, iob2_constraints
+from nerbilstm.model.crf import CRF, Posteriors
 from nerbilstm.model.dropout import Dropout
 from nerbilstm.model.lstm import BiLSTM
+from nerbilstm.tags import continuations, iob2_constraints
 
 
 class BiLSTMTagger(nn.Module):
@@ -48,8 +49,7 @@ class BiLSTMTagger(nn.Module):
         # Class weights of the softmax decoder's cross-entropy (saved with the model).
         self.register_buffer("class_weights", torch.ones(K))
         # The I- tag that would continue an entity whose first tag is this one (None for O).
-        self.continuation = [labels.index("I-" + t[2:]) if t[:2] in ("B-", "I-") and "I-" + t[2:] in labels
-                             else None for t in labels]
+        self.continuation = continuations(self.labels)
         self.crf = None
         if config.decoder == "crf":
             self.crf = CRF(K)
