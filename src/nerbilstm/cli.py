@@ -370,7 +370,7 @@ def cmd_predict(args) -> int:
             texts += _input_lines(args.input, args.encoding)
         if args.nbest < 0:
             raise NerError("--nbest must be >= 0")
-        if args.nbest and tagger.model.crf is None:
+        if args.nbest and tagger.model.config.decoder != "crf":
             raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
         docs = tagger(texts, nbest=args.nbest)
     sys.stdout.write(_render(docs, args.output_format))
