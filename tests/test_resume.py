@@ -94,15 +94,3 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "model.safetensors").is_file()
 
-
-def test_running_average_is_the_mean():
-    from nerbilstm.train import running_average
-
-    states = [{"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}, {"w": torch.tensor([3.0, 0.0]), "n": torch.tensor(4)},
-              {"w": torch.tensor([5.0, 1.0]), "n": torch.tensor(5)}]
-    average = None
-    for count, state in enumerate(states, 1):
-        average = running_average(average, state, count)
-    assert torch.allclose(average["w"], torch.tensor([3.0, 1.0]))
-    assert int(average["n"]) == 5  # integers are not averaged: the latest value
-    assert torch.equal(states[0]["w"], torch.tensor([1.0, 2.0]))  # inputs untouched

@@ -91,7 +91,7 @@ def test_span_probability_equals_enumeration(seed, decoder, monkeypatch):
         marginals = None
     else:
         marginals = emissions.softmax(-1) * mask.unsqueeze(-1)
-    got = model.span_probabilities(emissions, mask, spans, marginals)
+    got = model.span_probabilities(emissions, mask, spans)  # the decoder's own posteriors
     for (b, s, e, ids), p in zip(spans, got):
         length = int(mask[b].sum())
         if decoder == "crf":
@@ -124,7 +124,7 @@ def test_span_probabilities_chain_equals_exact(seed):
             spans.append((b, s, e, [LABELS.index("B-" + kind)] + [LABELS.index("I-" + kind)] * (e - s - 1)))
     chain = model.span_probabilities(emissions, mask, spans)
     inside = [model.continuation[ids[0]] for _, _, _, ids in spans]
-    exact = model._exact_span_probabilities(emissions, mask, spans, inside)
+    exact = model.crf._exact_span_probabilities(emissions, mask, spans, inside)
     assert torch.allclose(chain, exact, atol=1e-5)
     assert chain.max() > 0.01  # not all vanishing
 

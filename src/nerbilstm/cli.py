@@ -208,7 +208,7 @@ def main(argv=None) -> int:
         if isinstance(err, TrainingInterrupted):
             print(f"nerbilstm {args.command}: {err}", file=sys.stderr)
             return 130
-        print(f"nerbilstm {args.command}: error: {err}", file=sys.stderr)
+        print(f"nerbilstm {args.command}: error: {_as_flags(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"nerbilstm {args.command}: interrupted", file=sys.stderr)
@@ -222,11 +222,8 @@ def cmd_train(args) -> int:
     model_config = ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig) if f.name != "word_dim"})
     train_config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
                                   if f.name != "max_sentences"}, max_sentences=args.max_sentences)
-    try:
-        model_config.validate()
-        train_config.validate()
-    except ValueError as err:
-        raise NerError(str(err)) from None
+    model_config.validate()  # ConfigError: main names the flags (_as_flags)
+    train_config.validate()
     if args.resume:
         args.out = args.resume
         args.data = args.data or _checkpoint_data_path(args.resume)
@@ -262,6 +259,15 @@ def cmd_train(args) -> int:
     print(f"model written to {args.out} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
           f"{metrics['train_wall_seconds']:.0f} s)")
     return 0
+
+
+def _as_flags(err: NerError) -> str:
+    """The error's message; a config field in it (ConfigError) written as the flag that sets it."""
+    from nerbilstm.config import ConfigError
+
+    if isinstance(err, ConfigError):
+        return err.describe(lambda name: "--" + name.replace("_", "-"))
+    return str(err)
 
 
 def _checkpoint_data_path(out_dir: str) -> str | None:
@@ -324,7 +330,7 @@ def cmd_predict(args) -> int:
         raise NerError("--nbest must be >= 0")
     tagger = Tagger.load(args.model)
     tagger.batch_size = args.batch_size
-    if args.nbest and tagger.model.crf is None:
+    if args.nbest and tagger.model.config.decoder != "crf":
         raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
     if args.input and args.input_format == "conll":
         with readable_path(args.input) as path:

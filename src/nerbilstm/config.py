@@ -1,8 +1,32 @@
-"""Configuration: one dataclass per concern, saved with the model and read back."""
+"""Configuration: one dataclass per concern, saved with the model and read back.
+
+``validate()`` speaks of field names (``epochs must be at least 1``); the CLI, whose flags map
+onto the fields, names its flags instead (``--epochs must be at least 1``): see ConfigError.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
+
+from nerbilstm.errors import NerError
+
+
+class ConfigError(NerError, ValueError):
+    """A configuration value that cannot be used, reported as one line.
+
+    ``template`` names fields through ``{field}`` placeholders and may hold other
+    ``{placeholders}`` filled from ``values`` (what was given), so that ``describe`` can name
+    each field as its caller knows it: ``str(err)`` uses the field names themselves.
+    """
+
+    def __init__(self, template: str, fields: tuple[str, ...], **values):
+        self.template, self.fields, self.values = template, tuple(fields), values
+        super().__init__(self.describe(str))
+
+    def describe(self, name: Callable[[str], str]) -> str:
+        """The message with each field written as ``name(field)``."""
+        return self.template.format(**{f: name(f) for f in self.fields}, **self.values)
 
 
 def option(default, help: str):
@@ -27,14 +51,16 @@ class ModelConfig:
     lstm_backend: str = option("ours", "ours, or torch (torch.nn.LSTM on the same weights)")
 
     def validate(self) -> None:
+        """Raise ConfigError for a value out of range."""
         if self.decoder not in ("crf", "softmax"):
-            raise ValueError(f"decoder must be 'crf' or 'softmax', got {self.decoder!r}")
+            raise ConfigError("{decoder} must be 'crf' or 'softmax', got {got!r}", ("decoder",), got=self.decoder)
         if self.lstm_backend not in ("ours", "torch"):
-            raise ValueError(f"lstm_backend must be 'ours' or 'torch', got {self.lstm_backend!r}")
+            raise ConfigError("{lstm_backend} must be 'ours' or 'torch', got {got!r}", ("lstm_backend",),
+                              got=self.lstm_backend)
         if self.hidden_size < 1 or self.layers < 1:
-            raise ValueError("hidden_size and layers must be positive")
+            raise ConfigError("{hidden_size} and {layers} must be positive", ("hidden_size", "layers"))
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError("{dropout} must be in [0, 1), got {got}", ("dropout",), got=self.dropout)
 
 
 @dataclass
@@ -64,17 +90,20 @@ class TrainConfig:
                                   "weights after each epoch")
 
     def validate(self) -> None:
+        """Raise ConfigError for a value out of range."""
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError("{%s} must be at least 1, got {got}" % name, (name,), got=getattr(self, name))
         if not 0.0 <= self.word_dropout <= 1.0:
-            raise ValueError(f"--word-dropout must be in [0, 1], got {self.word_dropout}")
+            raise ConfigError("{word_dropout} must be in [0, 1], got {got}", ("word_dropout",), got=self.word_dropout)
         if self.amp not in ("none", "bf16"):
-            raise ValueError(f"--amp must be none or bf16, got {self.amp!r}")
+            raise ConfigError("{amp} must be none or bf16, got {got!r}", ("amp",), got=self.amp)
         if self.class_weighting not in ("balanced", "none"):
-            raise ValueError(f"--class-weighting must be balanced or none, got {self.class_weighting!r}")
+            raise ConfigError("{class_weighting} must be balanced or none, got {got!r}", ("class_weighting",),
+                              got=self.class_weighting)
         if self.stream_chunk < 0 or self.checkpoint_every < 0 or self.average_from < 0:
-            raise ValueError("--stream-chunk, --checkpoint-every and --average-from must be >= 0")
+            raise ConfigError("{stream_chunk}, {checkpoint_every} and {average_from} must be >= 0",
+                              ("stream_chunk", "checkpoint_every", "average_from"))
 
 
 def from_dict(cls, data: dict):

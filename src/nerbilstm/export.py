@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from nerbilstm.errors import NerError
+from nerbilstm.model.crf import CRF
 
 __all__ = ["ExportedTagger", "export_model", "export_tagger", "export_metadata", "METADATA_NAME",
            "EXPORT_FORMAT_VERSION", "FORMATS"]
@@ -143,12 +144,13 @@ class ExportedTagger(nn.Module):
                                     for layer in model.lstm.layers)
         self.register_buffer("emission_weight", copy(model.emission.weight))  # (K, 2H)
         self.register_buffer("emission_bias", copy(model.emission.bias))
-        self.has_crf = model.crf is not None
+        decoder = model.decoder
+        self.has_crf = isinstance(decoder, CRF)
         K = model.emission.weight.shape[0]
-        if model.crf is not None:
+        if isinstance(decoder, CRF):
             # Exactly the potentials the CRF decodes with: parameters plus the IOB2
             # constraint penalties (CRF._potentials), computed once here in float32.
-            trans, start, end = model.crf._potentials(torch.float32, torch.device("cpu"))
+            trans, start, end = decoder._potentials(torch.float32, torch.device("cpu"))
             self.register_buffer("transitions", copy(trans))  # [from, to]
             self.register_buffer("start_scores", copy(start))
             self.register_buffer("end_scores", copy(end))

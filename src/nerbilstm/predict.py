@@ -88,8 +88,7 @@ def tag_encoded(model: BiLSTMTagger, items: Sequence[Encoded], pretrained=None, 
                 for _, s, e in entity_spans([labels[t] for t in ids], mode="conll"):
                     spans.append((row, s, e, ids[s:e]))
                     owners.append(i)
-            probs = model.span_probabilities(out.emissions, batch.mask, spans, out.marginals,
-                                             out.posteriors).float().cpu().tolist()
+            probs = model.span_probabilities(out.emissions, batch.mask, spans, out.posteriors).float().cpu().tolist()
             for i, p in zip(owners, probs):
                 results[i].entity_probs.append(p)
         if nbest:

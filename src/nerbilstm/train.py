@@ -4,6 +4,7 @@ The recipe: Adam with gradient clipping and a per-epoch learning-rate decay, dev
 after every epoch, the best epoch by dev entity F1 kept, early stopping with patience. A
 checkpoint is written atomically after every epoch (and every N batches if asked), so a killed
 run continues with ``resume=True`` and ends with the same weights as an uninterrupted one.
+``train`` reads as that recipe; each step below it is one function.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import random
 import sys
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +27,7 @@ import torch
 from nerbilstm import __version__
 from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, restore_optimizer,
                                   save_checkpoint, set_rng_state)
-from nerbilstm.config import ModelConfig, TrainConfig, from_dict
+from nerbilstm.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from nerbilstm.data.batching import collate
 from nerbilstm.data.sources import InMemoryBatches, StreamedBatches, scan
 from nerbilstm.data.vocab import Vocab
@@ -40,6 +41,9 @@ from nerbilstm.predict import Tagger
 log = logging.getLogger("nerbilstm.train")
 
 HEADLINE = ("entity_f1", "entity_f1_strict", "token_macro_f1", "seed_batch_macro_f1")
+TRAIN_LOG = "train_log.jsonl"
+# ModelConfig fields a model started from --init-from may change; the rest is its architecture.
+CHANGEABLE_ON_INIT = ("decoder", "lstm_backend", "constrained")
 
 
 class TrainingInterrupted(NerError):
@@ -60,6 +64,137 @@ class Progress:
     averaged: int = 0  # epochs in the running weight average (--average-from)
     history: list = field(default_factory=list)
 
+    def next_epoch(self) -> None:
+        self.epoch, self.step, self.epoch_loss, self.epoch_tokens = self.epoch + 1, 0, 0.0, 0
+
+
+@dataclass
+class ResumePoint:
+    """A checkpoint read back (see checkpoint.py): its JSON state and its tensors."""
+
+    state: dict
+    tensors: dict
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig]:
+        return from_dict(ModelConfig, self.state["model"]), from_dict(TrainConfig, self.state["training"])
+
+
+@dataclass
+class TrainingData:
+    """What one pass over the training sentences tells: vocabulary, tag counts, sentence count."""
+
+    vocab: Vocab
+    tag_counts: Counter
+    n_sentences: int
+
+
+@dataclass
+class Epoch:
+    """An epoch's training pass: when it started, its seconds and the tokens this rank trained on."""
+
+    started: float
+    train_seconds: float
+    tokens: int
+
+
+@dataclass
+class Run:
+    """A training run's moving parts, made by start_run and carried through the steps.
+
+    ``net`` is ``model`` or its DistributedDataParallel wrapper; ``best_state`` and ``average``
+    the best weights so far and the running average (--average-from); ``run_config`` what
+    config.json and every checkpoint record (configs, vocabulary, data)."""
+
+    out_dir: Path
+    ctx: Context
+    cfg: TrainConfig
+    model: BiLSTMTagger
+    net: torch.nn.Module
+    vocab: Vocab
+    tagger: Tagger
+    pretrained: object
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    run_config: dict
+    show_bar: bool
+    progress: Progress = field(default_factory=Progress)
+    best_state: dict | None = None
+    average: dict | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def going(self) -> bool:
+        return self.progress.epoch <= self.cfg.epochs and self.progress.stale < self.cfg.patience
+
+    def checkpoint(self) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.out_dir, self.model, self.optimizer, self.best_state,
+                            dict(self.run_config, progress=asdict(self.progress),
+                                 scheduler=self.scheduler.state_dict()), self.average)
+
+
+def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
+          test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
+          progress: bool | None = None, plots: bool = True, resume: bool = False, ctx: Context | None = None) -> dict:
+    """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
+
+    Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict (dev,
+    and test when test sentences are given). Per-epoch metrics are appended as JSON lines to
+    ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag distribution)
+    are written there as PNG unless ``plots`` is False. ``resume`` continues from
+    ``out_dir/checkpoint`` (same data required); the configs then come from the checkpoint.
+    ``init_from`` starts from a trained model's weights, vocabulary and architecture: see
+    inherit_architecture for which ``model_config`` fields may differ from it.
+
+    ``ctx`` (see distributed.py) places the run on a device and, with several processes, makes
+    it a DistributedDataParallel run: every global batch of ``batch_size`` sentences is split
+    across the ranks, gradients are averaged so each step equals the one-process step on the
+    same global batch, and rank 0 alone evaluates, logs and writes files (others return {}).
+    """
+    from nerbilstm.embeddings import load_embeddings
+
+    ctx = ctx or setup(train_config.device)
+    out_dir = Path(out_dir)
+    saved = open_run_dir(out_dir, resume, data_info, ctx)
+    model_config, cfg = saved.configs() if saved else (model_config, train_config)
+    prepare_process(cfg, ctx)
+    pretrained = load_embeddings(cfg.embeddings)
+    data = scan_training_data(train_sents, cfg.min_word_count)
+    model, vocab, model_config = make_model(train_sents, data, model_config, cfg, pretrained, init_from, saved)
+    run = start_run(out_dir, ctx, model, vocab, model_config, cfg, pretrained, data_info, progress, saved)
+    source = batch_source(train_sents, vocab, cfg, data.n_sentences)
+    while run.going:
+        epoch = run_epoch(run, source)
+        if end_epoch(run, epoch, dev_sents, data.n_sentences):
+            break
+    return finish_run(run, dev_sents, test_sents, data.tag_counts, plots)
+
+
+# ----------------------------------------------------------------------------- before the first epoch
+
+
+def open_run_dir(out_dir: Path, resume: bool, data_info: dict | None, ctx: Context) -> ResumePoint | None:
+    """Create ``out_dir``; with ``resume``, read its checkpoint, which must be of the same data."""
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        return None
+    saved = ResumePoint(*read_checkpoint(out_dir))
+    if data_info and saved.state.get("data", {}).get("train", {}).get("sha256") != \
+            data_info.get("train", {}).get("sha256"):
+        raise DataError("the training data differs from the data of the run being resumed", path=out_dir)
+    return saved
+
+
+def prepare_process(cfg: TrainConfig, ctx: Context) -> None:
+    """Check the recipe (ConfigError), then set torch's threads and seed every RNG."""
+    cfg.validate()
+    if cfg.amp == "bf16" and ctx.device.type != "cuda":
+        raise ConfigError("{amp} bf16 needs a CUDA device ({device} cuda)", ("amp", "device"))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -67,10 +202,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def scan_training_data(sentences, min_word_count: int) -> TrainingData:
+    vocab, tag_counts, n = scan(sentences, min_word_count)
+    if n == 0:
+        raise DataError("no training sentences")
+    return TrainingData(vocab, tag_counts, n)
+
+
 def class_weights(counts: Counter, labels: Sequence[str]) -> torch.Tensor:
     """The original's weights n / (k * count_c) over the training tag counts -> (K,)."""
     n, k = sum(counts.values()), len(labels)
     return torch.tensor([n / (k * counts[c]) if counts[c] else 0.0 for c in labels], dtype=torch.float32)
+
+
+def make_model(train_sents, data: TrainingData, model_config: ModelConfig, cfg: TrainConfig, pretrained,
+               init_from: str | Path | None, saved: ResumePoint | None) -> tuple[BiLSTMTagger, Vocab, ModelConfig]:
+    """The model to train: the resumed run's (weights restored later, by restore_run), or
+    build_tagger's; its class weights set from the training tag counts (--class-weighting)."""
+    if saved is not None:
+        vocab = Vocab.from_dict(saved.state["vocab"])
+        model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
+    else:
+        model, vocab, model_config = build_tagger(train_sents, data.vocab, model_config, cfg, pretrained, init_from)
+    balanced = cfg.class_weighting == "balanced"
+    model.class_weights.copy_(class_weights(data.tag_counts, vocab.labels) if balanced
+                              else torch.ones(len(vocab.labels)))
+    return model, vocab, model_config
 
 
 @torch.no_grad()
@@ -97,19 +254,18 @@ def check_labels(sentences, vocab: Vocab, name: str) -> None:
 def build_tagger(train_sents, vocab: Vocab, model_config: ModelConfig, cfg: TrainConfig, pretrained,
                  init_from: str | Path | None) -> tuple[BiLSTMTagger, Vocab, ModelConfig]:
     """A fresh model (``vocab`` from the training data, word table from the pretrained vectors),
-    or one that starts from a trained model's weights and vocabulary (``init_from``)."""
+    or one that starts from a trained model's weights and vocabulary (``init_from``).
+    ``model_config`` is left as it is: the model's own config is returned."""
     if init_from is not None:
         base = Tagger.load(init_from, pretrained=None)
         vocab = base.vocab
-        model_config = ModelConfig(**dict(asdict(base.model.config), decoder=model_config.decoder,
-                                          lstm_backend=model_config.lstm_backend,
-                                          constrained=model_config.constrained))
+        model_config = inherit_architecture(base.model.config, model_config, init_from)
         check_labels(train_sents, vocab, "training")
         model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
         missing, _ = model.load_state_dict(base.model.state_dict(), strict=False)
         log.info("initialised from %s (new: %s)", init_from, ", ".join(missing) or "nothing")
         return model, vocab, model_config
-    model_config.word_dim = pretrained.dim
+    model_config = replace(model_config, word_dim=pretrained.dim)
     model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
     n_found = init_word_vectors(model, vocab, pretrained, cfg.seed)
     log.info("vocabulary: %d words (%d with pretrained vectors), %d chars, %d labels",
@@ -117,209 +273,63 @@ def build_tagger(train_sents, vocab: Vocab, model_config: ModelConfig, cfg: Trai
     return model, vocab, model_config
 
 
-def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
-          test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
-          progress: bool | None = None, plots: bool = True, resume: bool = False, ctx: Context | None = None) -> dict:
-    """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
+def inherit_architecture(base: ModelConfig, wanted: ModelConfig, init_from: str | Path) -> ModelConfig:
+    """``base`` (the config of the model to start from) with the decoder, LSTM backend and
+    constraints of ``wanted``. A field of ``wanted`` counts as given when it differs from the
+    ModelConfig default (on the command line: a flag typed with a value other than its default);
+    a given architecture field that differs from ``base`` is a ConfigError, not silently dropped."""
+    defaults = ModelConfig()
+    for f in fields(ModelConfig):
+        given, have = getattr(wanted, f.name), getattr(base, f.name)
+        if f.name not in CHANGEABLE_ON_INIT and given != getattr(defaults, f.name) and given != have:
+            template = ("{%s} {given} differs from the model of {init_from} ({path}), which has {have}; "
+                        "only {decoder}, {lstm_backend} and {constrained} can change") % f.name
+            raise ConfigError(template, (f.name, "init_from", *CHANGEABLE_ON_INIT), given=given, have=have,
+                              path=str(init_from))
+    return replace(base, **{name: getattr(wanted, name) for name in CHANGEABLE_ON_INIT})
 
-    Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict (dev,
-    and test when test sentences are given). Per-epoch metrics are appended as JSON lines to
-    ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag distribution)
-    are written there as PNG unless ``plots`` is False. ``resume`` continues from
-    ``out_dir/checkpoint`` (same data required); the configs then come from the checkpoint.
 
-    ``ctx`` (see distributed.py) places the run on a device and, with several processes, makes
-    it a DistributedDataParallel run: every global batch of ``batch_size`` sentences is split
-    across the ranks, gradients are averaged so each step equals the one-process step on the
-    same global batch, and rank 0 alone evaluates, logs and writes files (others return {}).
-    """
-    from nerbilstm.embeddings import load_embeddings
-
-    ctx = ctx or setup(train_config.device)
-    out_dir = Path(out_dir)
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_state, ckpt_tensors = read_checkpoint(out_dir) if resume else (None, None)
-    if ckpt_state is not None:
-        if data_info and ckpt_state.get("data", {}).get("train", {}).get("sha256") != \
-                data_info.get("train", {}).get("sha256"):
-            raise DataError("the training data differs from the data of the run being resumed", path=out_dir)
-        model_config = from_dict(ModelConfig, ckpt_state["model"])
-        train_config = from_dict(TrainConfig, ckpt_state["training"])
-    cfg = train_config
-    try:
-        cfg.validate()
-    except ValueError as err:
-        raise NerError(str(err)) from None
-    if cfg.amp == "bf16" and ctx.device.type != "cuda":
-        raise NerError("--amp bf16 needs a CUDA device (--device cuda)")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    pretrained = load_embeddings(cfg.embeddings)
-    scanned_vocab, tag_counts, n_train = scan(train_sents, cfg.min_word_count)
-    if n_train == 0:
-        raise DataError("no training sentences")
-    if ckpt_state is not None:
-        vocab = Vocab.from_dict(ckpt_state["vocab"])
-        model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
-    else:
-        model, vocab, model_config = build_tagger(train_sents, scanned_vocab, model_config, cfg, pretrained,
-                                                  init_from)
-    balanced = cfg.class_weighting == "balanced"
-    model.class_weights.copy_(class_weights(tag_counts, vocab.labels) if balanced else torch.ones(len(vocab.labels)))
-
+def start_run(out_dir: Path, ctx: Context, model: BiLSTMTagger, vocab: Vocab, model_config: ModelConfig,
+              cfg: TrainConfig, pretrained, data_info: dict | None, progress: bool | None,
+              saved: ResumePoint | None) -> Run:
+    """Place the model (DDP with several processes), make its optimizer and schedule, and
+    continue from ``saved`` if given; a fresh run starts a fresh training log."""
     model.to(ctx.device)
     net = model
     if ctx.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-    if cfg.stream_chunk:
-        source = StreamedBatches(train_sents, vocab, cfg.batch_size, cfg.seed, cfg.stream_chunk, n_train)
-    else:
-        source = InMemoryBatches(train_sents, vocab, cfg.batch_size, cfg.seed)
     optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
-    state, best_state, average = Progress(), None, None
-    if ckpt_state is not None:
-        model.load_state_dict(prefixed(ckpt_tensors, "model."))
-        best_state = prefixed(ckpt_tensors, "best.") or None
-        average = prefixed(ckpt_tensors, "avg.") or None
-        restore_optimizer(optimizer, ckpt_state, ckpt_tensors)
-        scheduler.load_state_dict(ckpt_state["scheduler"])
-        state = Progress(**ckpt_state["progress"])
-        set_rng_state(ckpt_state["rng"], ckpt_tensors["rng.torch"])
-        log.info("resuming at epoch %d, batch %d", state.epoch, state.step)
+    run = Run(out_dir, ctx, cfg, model, net, vocab, Tagger(model, vocab, {}, pretrained), pretrained, optimizer,
+              torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay),
+              run_config={"model": asdict(model_config), "training": asdict(cfg), "vocab": vocab.to_dict(),
+                          "data": data_info or {}},
+              show_bar=ctx.is_main and (sys.stderr.isatty() if progress is None else progress))
+    if saved is not None:
+        restore_run(run, saved)
+    elif ctx.is_main:
+        (out_dir / TRAIN_LOG).unlink(missing_ok=True)
+    return run
 
-    tagger = Tagger(model, vocab, {}, pretrained)
-    log_path = out_dir / "train_log.jsonl"
-    if ckpt_state is None and ctx.is_main:
-        log_path.unlink(missing_ok=True)
-    show_bar = ctx.is_main and (sys.stderr.isatty() if progress is None else progress)
-    run_config = {"model": asdict(model_config), "training": asdict(cfg), "vocab": vocab.to_dict(),
-                  "data": data_info or {}}
 
-    def checkpoint() -> None:
-        if ctx.is_main:
-            save_checkpoint(out_dir, model, optimizer, best_state,
-                            dict(run_config, progress=asdict(state), scheduler=scheduler.state_dict()), average)
+def restore_run(run: Run, saved: ResumePoint) -> None:
+    """Weights, best and averaged weights, optimizer, schedule, progress and RNGs from ``saved``."""
+    state, tensors = saved.state, saved.tensors
+    run.model.load_state_dict(prefixed(tensors, "model."))
+    run.best_state = prefixed(tensors, "best.") or None
+    run.average = prefixed(tensors, "avg.") or None
+    restore_optimizer(run.optimizer, state, tensors)
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.progress = Progress(**state["progress"])
+    set_rng_state(state["rng"], tensors["rng.torch"])
+    log.info("resuming at epoch %d, batch %d", run.progress.epoch, run.progress.step)
 
-    start = time.perf_counter()
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
-    while state.epoch <= cfg.epochs and state.stale < cfg.patience:
-        epoch_start = time.perf_counter()
-        model.train()
-        # Every rank takes its slice of each global batch; all ranks must run the same steps.
-        batches = islice(source.epoch(state.epoch, min_batch=ctx.world_size), state.step, None)
-        total = source.count_batches(state.epoch, ctx.world_size) if show_bar else None
-        bar = _progress(total, f"epoch {state.epoch}/{cfg.epochs}", show_bar, initial=state.step)
-        tokens_here = 0
-        try:
-            for items in batches:
-                batch = collate(items[ctx.rank :: ctx.world_size]).to(ctx.device)
-                with autocast:
-                    # DDP averages gradients over ranks: scaling by world_size makes the step
-                    # the gradient of the mean loss over the whole global batch.
-                    loss = net(batch, cfg.word_dropout).sum() * ctx.world_size / len(items)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                optimizer.step()
-                n_tokens = sum(len(e.words) for e in items)
-                state.epoch_loss += loss.item() * len(items) / ctx.world_size  # rank 0's share
-                state.epoch_tokens += n_tokens
-                state.step += 1
-                tokens_here += n_tokens
-                if bar is not None:
-                    bar.set_postfix(loss=f"{state.epoch_loss / (state.step * cfg.batch_size):.3f}",
-                                    tok_s=f"{tokens_here / (time.perf_counter() - epoch_start):.0f}", refresh=False)
-                    bar.update()
-                if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-                    checkpoint()
-        except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            checkpoint()
-            raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, batch {state.step}; checkpoint "
-                                      f"saved: continue with --resume", path=out_dir) from None
-        if bar is not None:
-            bar.close()
-        train_seconds = time.perf_counter() - epoch_start
-        scheduler.step()
-        if not ctx.is_main:
-            stop = share_flag(ctx, False)
-            state.epoch, state.step, state.epoch_loss, state.epoch_tokens = state.epoch + 1, 0, 0.0, 0
-            if stop:
-                break
-            continue
-        trained, dev_raw = None, None
-        if cfg.average_from and state.epoch >= cfg.average_from:
-            # The epoch's own weights are scored too, so that the log shows what averaging gains.
-            dev_raw = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
-            state.averaged += 1
-            average = running_average(average, model.state_dict(), state.averaged)
-            trained = copy.deepcopy(model.state_dict())
-            model.load_state_dict(average)  # evaluated, and kept if best; training resumes from `trained`
-        dev = evaluate_tagger(tagger, dev_sents) if dev_sents else {}
-        record = {"epoch": state.epoch, "train_loss": state.epoch_loss * ctx.world_size / n_train,
-                  "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2),
-                  "tokens_per_s": round(tokens_here / train_seconds, 1),
-                  "elapsed_seconds": round(time.perf_counter() - start, 2)}
-        record.update({f"dev_{k}": dev[k] for k in HEADLINE if k in dev})
-        if trained is not None:
-            record["averaged_epochs"] = state.averaged
-            record.update({f"dev_unaveraged_{k}": dev_raw[k] for k in HEADLINE if k in dev_raw})
-        record["epoch_seconds"] = round(time.perf_counter() - epoch_start, 2)  # training + dev evaluation
-        state.history.append(record)
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        log.info("epoch %d: loss %.4f, dev entity F1 %.4f, token macro-F1 %.4f, %.0f tok/s, %.0f s",
-                 state.epoch, record["train_loss"], dev.get("entity_f1", float("nan")),
-                 dev.get("token_macro_f1", float("nan")), record["tokens_per_s"], train_seconds)
-        f1 = dev.get("entity_f1", -record["train_loss"])
-        if f1 > state.best_f1:
-            state.best_f1, state.best_epoch, state.stale = f1, state.epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            state.stale += 1
-            if state.stale >= cfg.patience:
-                log.info("no dev gain for %d epochs: stopping after epoch %d", state.stale, state.epoch)
-        if trained is not None:
-            model.load_state_dict(trained)
-        state.epoch, state.step, state.epoch_loss, state.epoch_tokens = state.epoch + 1, 0, 0.0, 0
-        checkpoint()
-        if share_flag(ctx, state.stale >= cfg.patience):
-            break
-    checksums = gather_checksums(ctx, model)
-    if not ctx.is_main:
-        return {}
-    if len(set(checksums)) != 1:
-        raise RuntimeError(f"ranks ended with different weights: {checksums}")
-    model.load_state_dict(best_state)
 
-    metrics = {"best_epoch": state.best_epoch, "epochs_run": len(state.history), "world_size": ctx.world_size,
-               "rank_weight_checksums": checksums,
-               "train_wall_seconds": round(sum(r["epoch_seconds"] for r in state.history), 1)}
-    dev_pred = None
-    if dev_sents:
-        metrics["dev"], dev_pred = evaluate_tagger(tagger, dev_sents, return_predictions=True)
-    if test_sents:
-        metrics["test"] = evaluate_tagger(tagger, test_sents)
-    config = dict(run_config, nerbilstm_version=__version__, labels=vocab.labels,
-                  embeddings={"source": pretrained.source, "checksum": pretrained.checksum, "dim": pretrained.dim},
-                  metrics={k: _headline(v) if isinstance(v, dict) else v for k, v in metrics.items()},
-                  history=state.history)
-    save_model_dir(out_dir, model.state_dict(), config)
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    remove_checkpoint(out_dir)
-    if plots:
-        from nerbilstm.plots import write_run_plots
-
-        dev_gold = [s.tags for s in dev_sents] if dev_sents else None
-        write_run_plots(out_dir, state.history, dev_gold, dev_pred, label_set(vocab.labels, dev_gold or []),
-                        tag_counts)
-    return metrics
+def batch_source(train_sents, vocab: Vocab, cfg: TrainConfig, n_sentences: int):
+    """Where each epoch's batches come from: all sentences in memory, or streamed (--stream-chunk)."""
+    if cfg.stream_chunk:
+        return StreamedBatches(train_sents, vocab, cfg.batch_size, cfg.seed, cfg.stream_chunk, n_sentences)
+    return InMemoryBatches(train_sents, vocab, cfg.batch_size, cfg.seed)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -328,6 +338,97 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     device = next(model.parameters()).device.type
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device in ("cpu", "cuda"))
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def run_epoch(run: Run, source) -> Epoch:
+    """Train on the epoch's batches, from the one a resumed run stopped at. Ctrl+C writes a
+    checkpoint and raises TrainingInterrupted."""
+    state, ctx, cfg = run.progress, run.ctx, run.cfg
+    started = time.perf_counter()
+    run.model.train()
+    # Every rank takes its slice of each global batch; all ranks must run the same steps.
+    batches = islice(source.epoch(state.epoch, min_batch=ctx.world_size), state.step, None)
+    total = source.count_batches(state.epoch, ctx.world_size) if run.show_bar else None
+    bar = _progress(total, f"epoch {state.epoch}/{cfg.epochs}", run.show_bar, initial=state.step)
+    tokens = 0
+    try:
+        for items in batches:
+            tokens += train_step(run, items)
+            if bar is not None:
+                bar.set_postfix(loss=f"{state.epoch_loss / (state.step * cfg.batch_size):.3f}",
+                                tok_s=f"{tokens / (time.perf_counter() - started):.0f}", refresh=False)
+                bar.update()
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                run.checkpoint()
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        run.checkpoint()
+        raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, batch {state.step}; checkpoint "
+                                  f"saved: continue with --resume", path=run.out_dir) from None
+    if bar is not None:
+        bar.close()
+    return Epoch(started, time.perf_counter() - started, tokens)
+
+
+def train_step(run: Run, items) -> int:
+    """One optimizer step on a global batch (this rank's slice of it) -> tokens in the batch."""
+    state, ctx, cfg = run.progress, run.ctx, run.cfg
+    batch = collate(items[ctx.rank :: ctx.world_size]).to(ctx.device)
+    with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+        # DDP averages gradients over ranks: scaling by world_size makes the step
+        # the gradient of the mean loss over the whole global batch.
+        loss = run.net(batch, cfg.word_dropout).sum() * ctx.world_size / len(items)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip)
+    run.optimizer.step()
+    n_tokens = sum(len(e.words) for e in items)
+    state.epoch_loss += loss.item() * len(items) / ctx.world_size  # rank 0's share
+    state.epoch_tokens += n_tokens
+    state.step += 1
+    return n_tokens
+
+
+def end_epoch(run: Run, epoch: Epoch, dev_sents, n_train: int) -> bool:
+    """Decay the learning rate; rank 0 evaluates on dev, logs, keeps the best weights and writes
+    a checkpoint. -> True when every rank is to stop (no dev gain for ``patience`` epochs)."""
+    run.scheduler.step()
+    state = run.progress
+    if not run.ctx.is_main:
+        stop = share_flag(run.ctx, False)
+        state.next_epoch()
+        return stop
+    trained, dev_raw = average_weights(run, dev_sents)
+    dev = evaluate_tagger(run.tagger, dev_sents) if dev_sents else {}
+    record = epoch_record(run, epoch, dev, dev_raw, n_train)
+    log_epoch(run, record, dev, epoch.train_seconds)
+    keep_best(run, dev.get("entity_f1", -record["train_loss"]))
+    if trained is not None:
+        run.model.load_state_dict(trained)
+    state.next_epoch()
+    run.checkpoint()
+    return share_flag(run.ctx, state.stale >= run.cfg.patience)
+
+
+def average_weights(run: Run, dev_sents) -> tuple[dict | None, dict | None]:
+    """From epoch ``average_from`` on: score the epoch's own weights, fold them into the running
+    average and put the average in the model. -> (the epoch's weights to resume training from,
+    their dev metrics), or (None, None) when not averaging."""
+    cfg, state = run.cfg, run.progress
+    if not (cfg.average_from and state.epoch >= cfg.average_from):
+        return None, None
+    # The epoch's own weights are scored too, so that the log shows what averaging gains.
+    dev_raw = evaluate_tagger(run.tagger, dev_sents) if dev_sents else {}
+    state.averaged += 1
+    run.average = running_average(run.average, run.model.state_dict(), state.averaged)
+    trained = copy.deepcopy(run.model.state_dict())
+    run.model.load_state_dict(run.average)  # evaluated, and kept if best; training resumes from `trained`
+    return trained, dev_raw
 
 
 def running_average(average: dict | None, weights: dict, count: int) -> dict:
@@ -341,6 +442,85 @@ def running_average(average: dict | None, weights: dict, count: int) -> dict:
         else:
             average[k].copy_(v)
     return average
+
+
+def epoch_record(run: Run, epoch: Epoch, dev: dict, dev_raw: dict | None, n_train: int) -> dict:
+    """The epoch's line of train_log.jsonl (``dev_raw``: the unaveraged weights' dev metrics)."""
+    state = run.progress
+    record = {"epoch": state.epoch, "train_loss": state.epoch_loss * run.ctx.world_size / n_train,
+              "lr": run.optimizer.param_groups[0]["lr"], "train_seconds": round(epoch.train_seconds, 2),
+              "tokens_per_s": round(epoch.tokens / epoch.train_seconds, 1),
+              "elapsed_seconds": round(time.perf_counter() - run.started, 2)}
+    record.update({f"dev_{k}": dev[k] for k in HEADLINE if k in dev})
+    if dev_raw is not None:
+        record["averaged_epochs"] = state.averaged
+        record.update({f"dev_unaveraged_{k}": dev_raw[k] for k in HEADLINE if k in dev_raw})
+    record["epoch_seconds"] = round(time.perf_counter() - epoch.started, 2)  # training + dev evaluation
+    return record
+
+
+def log_epoch(run: Run, record: dict, dev: dict, train_seconds: float) -> None:
+    run.progress.history.append(record)
+    with open(run.out_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    log.info("epoch %d: loss %.4f, dev entity F1 %.4f, token macro-F1 %.4f, %.0f tok/s, %.0f s",
+             record["epoch"], record["train_loss"], dev.get("entity_f1", float("nan")),
+             dev.get("token_macro_f1", float("nan")), record["tokens_per_s"], train_seconds)
+
+
+def keep_best(run: Run, f1: float) -> None:
+    """Keep the model's weights if ``f1`` beats the best so far; else count a stale epoch."""
+    state = run.progress
+    if f1 > state.best_f1:
+        state.best_f1, state.best_epoch, state.stale = f1, state.epoch, 0
+        run.best_state = copy.deepcopy(run.model.state_dict())
+    else:
+        state.stale += 1
+        if state.stale >= run.cfg.patience:
+            log.info("no dev gain for %d epochs: stopping after epoch %d", state.stale, state.epoch)
+
+
+# ----------------------------------------------------------------------------- after the last epoch
+
+
+def finish_run(run: Run, dev_sents, test_sents, tag_counts: Counter, plots: bool) -> dict:
+    """Check that the ranks agree, put the best weights back, score them on dev and test and
+    write the model directory (and its plots). -> the metrics (rank 0; others {})."""
+    checksums = gather_checksums(run.ctx, run.model)
+    if not run.ctx.is_main:
+        return {}
+    if len(set(checksums)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {checksums}")
+    run.model.load_state_dict(run.best_state)
+    history = run.progress.history
+    metrics = {"best_epoch": run.progress.best_epoch, "epochs_run": len(history), "world_size": run.ctx.world_size,
+               "rank_weight_checksums": checksums,
+               "train_wall_seconds": round(sum(r["epoch_seconds"] for r in history), 1)}
+    dev_pred = None
+    if dev_sents:
+        metrics["dev"], dev_pred = evaluate_tagger(run.tagger, dev_sents, return_predictions=True)
+    if test_sents:
+        metrics["test"] = evaluate_tagger(run.tagger, test_sents)
+    write_model(run, metrics)
+    if plots:
+        from nerbilstm.plots import write_run_plots
+
+        dev_gold = [s.tags for s in dev_sents] if dev_sents else None
+        write_run_plots(run.out_dir, history, dev_gold, dev_pred, label_set(run.vocab.labels, dev_gold or []),
+                        tag_counts)
+    return metrics
+
+
+def write_model(run: Run, metrics: dict) -> None:
+    """The model directory (weights, config.json, metrics.json); the checkpoint is removed."""
+    pretrained = run.pretrained
+    config = dict(run.run_config, nerbilstm_version=__version__, labels=run.vocab.labels,
+                  embeddings={"source": pretrained.source, "checksum": pretrained.checksum, "dim": pretrained.dim},
+                  metrics={k: _headline(v) if isinstance(v, dict) else v for k, v in metrics.items()},
+                  history=run.progress.history)
+    save_model_dir(run.out_dir, run.model.state_dict(), config)
+    atomic_write_json(run.out_dir / "metrics.json", metrics)
+    remove_checkpoint(run.out_dir)
 
 
 def _headline(metrics: dict) -> dict:

@@ -458,6 +458,34 @@ def _bool_table(name: str, value: Tensor | ArrayLike | None, shape: tuple[int, .
     if tuple(value.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
     return value
+def _chain_span_probabilities(post: Posteriors, lengths: list[int], spans, inside) -> tuple[Tensor, Tensor]:
+    """Span probabilities from the posterior Markov chain (see span_probabilities).
+
+    -> (probabilities (N,), ok (N,) bool: False where a factor lost precision)."""
+    dev = post.marginals_t.device
+    first: list[tuple[int, int, int]] = []  # (row, step, tag) of each span's first tag
+    chain: list[tuple[int, int, int, int, int]] = []  # (span, row, step, previous tag, tag)
+    stop: list[tuple[int, int, int, int, int]] = []  # the same for the continuation right after
+    for n, ((b, s, e, ids), i_tag) in enumerate(zip(spans, inside)):
+        first.append((b, s, ids[0]))
+        chain.extend((n, b, s + k, ids[k - 1], ids[k]) for k in range(1, len(ids)))
+        if i_tag is not None and e < lengths[b]:
+            stop.append((n, b, e, ids[-1], i_tag))
+    b0, t0, a0 = torch.tensor(first, device=dev).t()
+    log_p = post.marginals_t[t0, b0, a0].log()
+    ok = torch.ones_like(log_p, dtype=torch.bool)
+    if chain:
+        n, b, t, prev, cur = torch.tensor(chain, device=dev).t()
+        log_c, fine = post.log_conditionals(b, t, prev, cur)
+        log_p.index_add_(0, n, log_c)
+        ok[n[~fine]] = False
+    probs = log_p.exp()
+    if stop:
+        n, b, t, prev, cur = torch.tensor(stop, device=dev).t()
+        log_c, fine = post.log_conditionals(b, t, prev, cur)
+        probs[n] *= 1 - log_c.exp()
+        ok[n[~fine]] = False
+    return probs.clamp(0, 1), ok
 
 
 # ----------------------------------------------------------------------------- module
@@ -638,3 +666,52 @@ class CRF(nn.Module):
         paths, scores = _nbest(_Prepared(emissions, mask, lengths), *pot, k)
         valid = mask[:, None, :] & torch.isfinite(scores)[:, :, None]
         return torch.where(valid, paths.permute(1, 2, 0), 0), scores
+
+    @torch.no_grad()
+    def span_probabilities(self, emissions: Tensor, mask: Tensor, spans: list[tuple[int, int, int, list[int]]],
+                           inside: list[int | None], posteriors: Posteriors | None = None) -> Tensor:
+        """Probability that each span carries exactly the given tags and does not go on.
+
+        emissions (B, T, K), mask (B, T); spans: (row b, start s, end e exclusive, tag ids of
+        s..e-1); inside: per span, the tag that would continue it at e (None: nothing can).
+        -> (N,). The posterior over tag sequences is a Markov chain, so this is P(y_s) times
+        P(y_t | y_{t-1}) along the span, times 1 - P(y_e = inside | y_{e-1}) (see ``Posteriors``;
+        ``posteriors`` of this batch are computed if not given). A span where those ratios would
+        lose precision gets the exact figure instead: the partition function of the paths that
+        agree with it over the full one, both by the forward algorithm.
+        """
+        if not spans:
+            return emissions.new_zeros(0)
+        if posteriors is None:
+            posteriors = self.posteriors(emissions, mask)
+        probs, ok = _chain_span_probabilities(posteriors, mask.sum(1).tolist(), spans, inside)
+        if not bool(ok.all()):
+            redo = (~ok).nonzero().flatten().tolist()
+            probs[redo] = self._exact_span_probabilities(emissions, mask, [spans[i] for i in redo],
+                                                         [inside[i] for i in redo]).to(probs.dtype)
+        return probs
+
+    def _exact_span_probabilities(self, emissions: Tensor, mask: Tensor, spans, inside) -> Tensor:
+        """Constrained over full partition function, per span (see span_probabilities)."""
+        rows = torch.tensor([b for b, _, _, _ in spans], device=emissions.device)
+        em = emissions[rows]
+        T = em.shape[1]
+        # Index lists, built in Python once: (span, position, tag) of the span's own tags, and
+        # of the I- tag forbidden right after it.
+        own: list[tuple[int, int, int]] = []
+        after: list[tuple[int, int, int]] = []
+        for n, ((_, s, e, ids), i_tag) in enumerate(zip(spans, inside)):
+            own.extend((n, s + k, t) for k, t in enumerate(ids))
+            if i_tag is not None and e < T:
+                after.append((n, e, i_tag))
+        own_index = torch.tensor(own, device=em.device).t()
+        allowed = torch.ones_like(em, dtype=torch.bool)
+        allowed[own_index[0], own_index[1]] = False  # inside the span: only its own tags
+        allowed[own_index[0], own_index[1], own_index[2]] = True
+        if after:
+            after_index = torch.tensor(after, device=em.device).t()
+            allowed[after_index[0], after_index[1], after_index[2]] = False
+        # A large finite penalty rather than -inf keeps every step of the recursion finite.
+        constrained = self.log_partition(em.masked_fill(~allowed, -1e4), mask[rows])
+        full = self.log_partition(emissions, mask)[rows]  # once per sentence, not per span
+        return (constrained - full).exp().clamp(0, 1)
