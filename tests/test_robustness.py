@@ -478,7 +478,7 @@ def test_predict_input_file_with_odd_lines(tmp_path, cli, model_dir):
     run = cli(["predict", "--model", model_dir, "--input", path, "--output-format", "json"])
     assert run.rc == 0 and run.err == "", run.err
     docs = [json.loads(line) for line in run.out.splitlines()]
-    assert [d["text"] for d in docs] == lines
+    assert [d["text"] for d in docs] == "\n\n".join(lines).split("\n")  # one record per line, blank ones too
     for d in docs:
         check_offsets(d["text"], d)
 
@@ -526,7 +526,8 @@ def test_predict_reads_standard_input(cli, model_dir, monkeypatch):
     for argv in (["predict"], ["predict", "--input", "-"]):  # piped text without --input, or --input -
         monkeypatch.setattr(sys, "stdin", FakeStdin((text + "\n\n").encode()))
         run = cli([*argv, "--model", model_dir, "--output-format", "json"])
-        assert run.rc == 0 and run.out == expected, run.err
+        assert run.rc == 0 and run.out.splitlines()[0] + "\n" == expected, run.err
+        assert json.loads(run.out.splitlines()[1])["tokens"] == []  # the blank line: an empty record
     tokens = text.split()
     monkeypatch.setattr(sys, "stdin", FakeStdin(("\n".join(tokens) + "\n").encode()))
     run = cli(["predict", "--model", model_dir, "--input", "-", "--input-format", "conll", "--output-format",
@@ -546,7 +547,8 @@ def test_predict_standard_input_errors_name_stdin(cli, model_dir, monkeypatch):
                           "<stdin>", 1, "binary")
     monkeypatch.setattr(sys, "stdin", FakeStdin("Montréal is cold\n".encode("cp1252")))
     run = cli(["predict", "--model", model_dir, "--output-format", "json"])
-    assert run.rc == 0 and run.err_lines == ["WARNING nerbilstm: <stdin>: not valid UTF-8; read as cp1252"]
+    assert run.rc == 0 and run.err_lines == [
+        "WARNING nerbilstm: <stdin>: not valid UTF-8; read as cp1252 (1 line, the first at line 1)"]
     assert json.loads(run.out)["text"] == "Montréal is cold"
     monkeypatch.setattr(sys, "stdin", FakeStdin(b"Paris\n", tty=True))  # a terminal: not waited on
     run = cli(["predict", "--model", model_dir])

@@ -16,6 +16,7 @@ from pathlib import Path
 from nerbilstm import __version__
 from nerbilstm.config import ModelConfig, TrainConfig
 from nerbilstm.errors import NerError
+from nerbilstm.tagging import INPUT_FORMATS
 
 EXIT_USER_ERROR = 2
 
@@ -134,24 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("predict", help="tag text", formatter_class=_formatter,
-                       description="Tag raw text (tokenized like GMB) or a CoNLL file's tokens.",
+                       description="Tag raw text (tokenized like GMB), one record per input line, or a CoNLL "
+                                   "file's sentences; streamed: output appears as each batch is done.",
                        epilog="examples:\n"
                               "  nerbilstm predict \"The U.S. army left Baghdad on Friday.\"\n"
                               "  nerbilstm predict --input sentences.txt --output-format conll\n"
-                              "  nerbilstm predict --output-format json --nbest 3 \"Obama visited Kenya.\"\n"
-                              "  nerbilstm predict --model runs/crf --input test.conll --input-format conll "
-                              "--output-format json\n")
+                              "  nerbilstm predict --output-format jsonl --nbest 3 \"Obama visited Kenya.\"\n"
+                              "  nerbilstm predict --model runs/crf --input test.conll --output-format jsonl\n")
     p.add_argument("texts", nargs="*", help="text to tag (each argument one text)")
     p.add_argument("--model", help="model directory (default: the shipped model)")
-    p.add_argument("--input", help="file: plain text, one sentence per line; or CoNLL with --input-format "
-                   "conll; - for standard input, which is also read when no text is given")
-    p.add_argument("--input-format", choices=("text", "conll"), default="text")
-    p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252)")
-    p.add_argument("--output-format", choices=("inline", "conll", "json"), default="inline")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--input", help="file to tag; - for standard input, which is also read when no text is given")
+    p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto",
+                   help="text: one record per line; conll: one per sentence, tokens in the first column; "
+                        "auto (default): conll if the input starts with -DOCSTART- or its first 20 lines all "
+                        "end in a tag, else text")
+    p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252 per line)")
+    p.add_argument("--output-format", choices=("inline", "conll", "jsonl", "json"), default="inline",
+                   help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl: one JSON object per "
+                        "record (JSON Lines; json is the same) (default: inline)")
+    p.add_argument("--batch-size", type=int, default=256, help="records tagged at a time (default: 256)")
     p.add_argument("--nbest", type=int, default=0, metavar="K",
-                   help="with --output-format json: the K best tag sequences of each sentence with their "
+                   help="with --output-format jsonl: the K best tag sequences of each sentence with their "
                         "probabilities (CRF models)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown for a file input on a terminal)")
 
     p = sub.add_parser("info", help="describe a model: network, size, labels, training, scores",
                        formatter_class=_formatter,
@@ -316,9 +322,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from nerbilstm.data.readers import decode_argument, read_conll_tokens, read_text_lines, readable_path
     from nerbilstm.predict import Tagger
-    from nerbilstm.report import render_documents
+    from nerbilstm.tagging import open_input, write_tagged
 
     if not args.texts and not args.input:
         if sys.stdin is None or sys.stdin.isatty():
@@ -328,20 +333,14 @@ def cmd_predict(args) -> int:
         raise NerError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.nbest < 0:
         raise NerError("--nbest must be >= 0")
+    if args.nbest and args.output_format not in ("jsonl", "json"):
+        raise NerError(f"--nbest needs --output-format jsonl (the {args.output_format} output has no place for it)")
     tagger = Tagger.load(args.model)
-    tagger.batch_size = args.batch_size
     if args.nbest and tagger.model.config.decoder != "crf":
         raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
-    if args.input and args.input_format == "conll":
-        with readable_path(args.input) as path:
-            sentences = read_conll_tokens(path, encoding=args.encoding)
-        docs = tagger.tag_tokens(sentences, nbest=args.nbest)
-    else:
-        texts = [decode_argument(t, k, args.encoding) for k, t in enumerate(args.texts, start=1)]
-        if args.input:
-            texts += read_text_lines(args.input, args.encoding)
-        docs = tagger(texts, nbest=args.nbest)
-    sys.stdout.write(render_documents(docs, args.output_format))
+    inp = open_input(args.texts, args.input, args.input_format, args.encoding)
+    write_tagged(tagger, inp, sys.stdout, args.output_format, args.batch_size, args.nbest,
+                 progress=not args.no_progress and sys.stderr.isatty())
     return 0
 
 

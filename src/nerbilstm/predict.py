@@ -7,7 +7,8 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from itertools import islice
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -205,54 +206,58 @@ class Tagger:
         labels = self.vocab.labels
         return [[labels[i] for i in r.tag_ids] for r in self.tagged_sentences(sentences)]
 
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], nbest: int = 0) -> list[dict]:
+    def tag_tokens(self, sentences: Iterable[Sequence[str]], nbest: int = 0) -> list[dict]:
         """Tag pre-tokenized sentences, in batches: one document per sentence, in the shape of
         ``tagger(text)``, whose text is the tokens joined by single spaces (offsets point into it).
+        A sentence longer than MAX_SENTENCE_TOKENS is tagged in pieces, as raw text is.
 
         >>> tagger.tag_tokens([["John", "lives", "here"]])[0]["entities"]
         """
-        sentences = [list(tokens) for tokens in sentences]
-        tagged = self.tagged_sentences(sentences, with_confidence=True, nbest=nbest)
-        docs = []
-        for tokens, result in zip(sentences, tagged):
-            text, pos, spans = " ".join(tokens), 0, []
-            for tok in tokens:
-                spans.append(Token(tok, pos, pos + len(tok)))
-                pos += len(tok) + 1
-            doc = {"text": text, "tokens": [], "entities": [], "sentences": []}
-            doc["sentences"].append(self._sentence_dict(text, spans, result, doc))
-            docs.append(doc)
-        return docs
+        return list(self.pipe((list(tokens) for tokens in sentences), nbest=nbest))
 
     def __call__(self, text: str | Sequence[str], nbest: int = 0):
-        """Tag raw text (a str -> dict) or a list of texts (-> list of dicts, tagged in batches).
+        """Tag raw text (a str -> dict) or a list of inputs (-> list of dicts, tagged in batches).
 
         Each dict: text, tokens [{text, start, end, tag, prob}], entities [{text, label, start,
         end, score}], sentences [{start, end, score, nbest?}], with character offsets into the
         text. ``prob`` is the tag's marginal probability, an entity's ``score`` the probability
         that exactly this span is this entity, a sentence's ``score`` the best path's score;
         ``nbest`` > 0 adds the k best tag sequences of each sentence with their probabilities.
+        In a list, an item that is a list of str is a pre-tokenized sentence (see ``tag_tokens``).
         """
         if isinstance(text, str):
-            return self.tag_texts([text], nbest)[0]
-        return self.tag_texts(list(text), nbest)
+            return self.tag_documents([text], nbest)[0]
+        return self.tag_documents(list(text), nbest)
 
-    def tag_texts(self, texts: list[str], nbest: int = 0) -> list[dict]:
+    def pipe(self, items: Iterable[str | Sequence[str]], batch_size: int | None = None,
+             nbest: int = 0) -> Iterator[dict]:
+        """Tag any iterable (a generator over a huge file, say) lazily, in order: ``batch_size``
+        inputs (default: the tagger's batch size) are read and tagged at a time, so memory stays
+        bounded whatever the input's length. Items as in ``__call__``: raw texts or token lists.
+
+        >>> for doc in tagger.pipe(open("big.txt", encoding="utf-8")): ...
+        """
+        size = batch_size or self.batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {size}")
+        it = iter(items)
+        while chunk := list(islice(it, size)):
+            yield from self.tag_documents(chunk, nbest)
+
+    def tag_documents(self, items: Sequence[str | Sequence[str]], nbest: int = 0) -> list[dict]:
+        """Tag one batch of inputs (raw texts or token lists) -> one document each."""
         with gc_paused():
-            return self._tag_texts(texts, nbest)
-
-    def _tag_texts(self, texts: list[str], nbest: int = 0) -> list[dict]:
-        pieces: list[tuple[int, list[Token]]] = []
-        for k, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {k} is {type(text).__name__}, expected str")
-            for sentence in split_sentences(tokenize(text), text):
-                pieces.append((k, sentence))
-        tagged = self.tagged_sentences([[t.text for t in s] for _, s in pieces], with_confidence=True, nbest=nbest)
-        out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
-        for (k, sentence), result in zip(pieces, tagged):
-            out[k]["sentences"].append(self._sentence_dict(texts[k], sentence, result, out[k]))
-        return out
+            texts, pieces = [], []
+            for k, item in enumerate(items):
+                text, sentences = _text_and_sentences(item, k)
+                texts.append(text)
+                pieces.extend((k, sentence) for sentence in sentences)
+            tagged = self.tagged_sentences([[t.text for t in s] for _, s in pieces], with_confidence=True,
+                                           nbest=nbest)
+            out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
+            for (k, sentence), result in zip(pieces, tagged):
+                out[k]["sentences"].append(self._sentence_dict(texts[k], sentence, result, out[k]))
+            return out
 
     def _sentence_dict(self, text: str, sentence: list[Token], result: TaggedSentence, doc: dict) -> dict:
         labels = self.vocab.labels
@@ -271,3 +276,20 @@ class Tagger:
         if result.nbest is not None:
             out["nbest"] = [{"tags": [labels[i] for i in path], "prob": round(p, 6)} for path, p in result.nbest]
         return out
+
+
+MAX_SENTENCE_TOKENS = 200  # longer sentences are tagged in pieces of this many tokens
+
+
+def _text_and_sentences(item, k: int) -> tuple[str, list[list[Token]]]:
+    """An input as (its text, its sentences as tokens with offsets into that text): raw text is
+    tokenized and split; a token list is joined by spaces and cut into MAX_SENTENCE_TOKENS pieces."""
+    if isinstance(item, str):
+        return item, split_sentences(tokenize(item), item, MAX_SENTENCE_TOKENS)
+    if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) for t in item):
+        raise TypeError(f"input {k} is {type(item).__name__}: expected a text (str) or a list of tokens (str)")
+    tokens, pos = [], 0
+    for tok in item:
+        tokens.append(Token(tok, pos, pos + len(tok)))
+        pos += len(tok) + 1
+    return " ".join(item), [tokens[i:i + MAX_SENTENCE_TOKENS] for i in range(0, len(tokens), MAX_SENTENCE_TOKENS)]

@@ -145,10 +145,10 @@ _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 def render_documents(docs: list[dict], fmt: str) -> str:
     """Tagged documents (``Tagger`` output) as ``inline`` text (``[Paris]{geo}``), ``conll``
-    (token TAB tag, a blank line after each document) or ``json`` (JSON Lines)."""
+    (token TAB tag, a blank line after each document) or ``jsonl`` (JSON Lines; ``json`` too)."""
     if not docs:
         return ""
-    if fmt == "json":  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
+    if fmt in ("jsonl", "json"):  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
         return "".join(json.dumps(d, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n" for d in docs)
     if fmt == "conll":
         return "".join("".join(f"{t['text']}\t{t['tag']}\n" for t in d["tokens"]) + "\n" for d in docs)

@@ -36,12 +36,13 @@ import codecs
 import csv
 import os
 import re
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterable, Iterator, Sequence
 
 from nerbilstm.errors import DataError
 from nerbilstm.tags import count_b_starts, from_iobes, is_iob2_tag, is_scheme_tag, to_iob2
@@ -54,9 +55,10 @@ __all__ = [
     "detect_format",
     "read_corpus",
     "read_conll_tokens",
-    "read_text_lines",
+    "TextLines",
     "decode_argument",
-    "decode_text_lines",
+    "looks_like_conll",
+    "iter_conll_tokens",
     "readable_path",
     "check_encoding",
     "iter_sentences",
@@ -605,9 +607,7 @@ def read_conll_tokens(path, encoding: str | None = None) -> list[list[str]]:
     Same layout rules as the ``conll`` format (blank lines between sentences,
     ``-DOCSTART-`` ignored, columns split on spaces/tabs only); other columns are ignored.
     """
-    stream = SentenceStream(path, "conll", encoding, -1, False, _tokens_only=True)
-    with stream:
-        return [s.tokens for s in stream]
+    return list(iter_conll_tokens(path, encoding))
 
 
 def read_corpus(
@@ -657,24 +657,88 @@ def read_corpus(
 STDIN_NAME = "<stdin>"  # how messages name standard input
 
 
-def decode_text_lines(raw: bytes, encoding: str | None, name: str) -> list[str]:
-    """The non-blank lines of ``raw`` (UTF-8, else cp1252 with a note; or ``encoding``);
-    ``name`` says where the bytes came from in messages."""
-    import logging
+class TextLines:
+    """The lines of a text input, read lazily: a file, or standard input for ``-``.
 
-    if encoding is not None:
-        encoding = check_encoding(encoding, name)
-    if b"\x00" in raw[:4096]:
-        raise DataError("looks like a binary file, expected text", path=name)
-    try:
-        text = raw.decode(encoding or "utf-8")
-    except UnicodeDecodeError as err:
-        if encoding:
-            line = raw[: err.start].count(b"\n") + 1
-            raise DataError(f"not valid {encoding}: {err.reason}", path=name, line=line) from None
-        text = raw.decode("cp1252", errors="replace")
-        logging.getLogger("nerbilstm").warning("%s: not valid UTF-8; read as cp1252", name)
-    return [line for line in text.splitlines() if line.strip()]
+    Iterating yields each line without its line ending (``\\n`` or ``\\r\\n``), blank lines
+    included, so that outputs can line up with inputs. Each line is decoded on its own as
+    UTF-8, else as cp1252 (counted, with a note naming the first such line); or strictly as
+    ``encoding`` when one is given. ``bytes_read`` and ``size`` (None for standard input) tell
+    how far a file has been read. A NUL byte is an error: a binary file is not text.
+    """
+
+    def __init__(self, source: str, encoding: str | None = None):
+        self.source = source
+        self.name = STDIN_NAME if source == "-" else str(source)
+        if source != "-":
+            p = Path(source)
+            if not p.is_file():
+                raise DataError("input file not found" if not p.exists() else "not a file", path=p)
+            self.size: int | None = p.stat().st_size
+        else:
+            self.size = None
+        self.encoding = check_encoding(encoding, self.name) if encoding is not None else None
+        self.bytes_read = 0
+        self.cp1252_lines = 0
+        self.first_cp1252_line: int | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        if not self.cp1252_lines:
+            return []
+        n = self.cp1252_lines
+        return [f"not valid UTF-8; read as cp1252 ({n} line{'s' if n != 1 else ''}, the first at line "
+                f"{self.first_cp1252_line})"]
+
+    @contextmanager
+    def _binary(self):
+        if self.source == "-":
+            yield sys.stdin.buffer
+            return
+        with _open_binary(self.name) as f:
+            yield f
+
+    def __iter__(self) -> Iterator[str]:
+        with self._binary() as f:
+            yield from (self._decoded_strictly(f) if self.encoding else self._decoded_by_line(f))
+
+    def _decoded_by_line(self, f: IO[bytes]) -> Iterator[str]:
+        for n, raw in enumerate(f, start=1):
+            self.bytes_read += len(raw)
+            if b"\x00" in raw:
+                raise _binary_error(self.name, n)
+            raw = raw[:-1] if raw.endswith(b"\n") else raw
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.cp1252_lines += 1
+                if self.first_cp1252_line is None:
+                    self.first_cp1252_line = n
+                yield raw.decode("cp1252", errors="replace")
+
+    def _decoded_strictly(self, f: IO[bytes]) -> Iterator[str]:
+        """Blocks through an incremental decoder (so multi-byte encodings such as UTF-16 work)."""
+        dec = codecs.getincrementaldecoder(self.encoding)("strict")
+        pending, lines_done = "", 0
+        while True:
+            block = f.read(1 << 16)
+            self.bytes_read += len(block)
+            try:
+                text = pending + dec.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                line = lines_done + pending.count("\n") + block[: max(0, err.start)].count(b"\n") + 1
+                raise DataError(f"not valid {self.encoding}: {err.reason}", path=self.name, line=line) from None
+            *lines, pending = text.split("\n")
+            for line in lines:
+                lines_done += 1
+                if "\x00" in line:
+                    raise _binary_error(self.name, lines_done)
+                yield line[:-1] if line.endswith("\r") else line
+            if not block:
+                if pending:
+                    yield pending[:-1] if pending.endswith("\r") else pending
+                return
 
 
 def decode_argument(text: str, k: int, encoding: str | None = None) -> str:
@@ -701,14 +765,29 @@ def decode_argument(text: str, k: int, encoding: str | None = None) -> str:
     return raw.decode("cp1252", errors="replace")
 
 
-def read_text_lines(source: str, encoding: str | None = None) -> list[str]:
-    """The non-blank lines of a text file, or of standard input for ``-``."""
-    if source == "-":
-        return decode_text_lines(sys.stdin.buffer.read(), encoding, STDIN_NAME)
-    p = Path(source)
-    if not p.is_file():
-        raise DataError("input file not found", path=p)
-    return decode_text_lines(p.read_bytes(), encoding, str(p))
+def looks_like_conll(lines: Sequence[str]) -> bool:
+    """Whether the first lines of an input are CoNLL (token ... tag): the first non-blank line
+    is ``-DOCSTART-``, or every non-blank line among them has two or more space/tab-separated
+    columns, the last a tag (O, B-x, I-x, or IOBES/BILOU). Prose such as "Fans sang O Canada."
+    has lines whose last word is no tag, so it stays text."""
+    filled = [line.strip(_CONLL_WS + "\r\n") for line in lines if line.strip(_ASCII_WS)]
+    if not filled:
+        return False
+    if filled[0].startswith("-DOCSTART-"):
+        return True
+    for line in filled:
+        cols = _CONLL_SPLIT.split(line)
+        if len(cols) < 2 or not is_scheme_tag(cols[-1]):
+            return False
+    return True
+
+
+def iter_conll_tokens(path, encoding: str | None = None) -> Iterator[list[str]]:
+    """The tokens (first column) of each sentence of a CoNLL file, read lazily (see
+    :func:`read_conll_tokens`)."""
+    with SentenceStream(path, "conll", encoding, -1, False, _tokens_only=True) as stream:
+        for sentence in stream:
+            yield sentence.tokens
 
 
 @contextmanager
@@ -720,7 +799,8 @@ def readable_path(source: str):
         return
     with tempfile.TemporaryDirectory(prefix="nerbilstm-stdin-") as tmp:
         path = Path(tmp) / "stdin"
-        path.write_bytes(sys.stdin.buffer.read())
+        with open(path, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
         try:
             yield str(path)
         except DataError as err:
