@@ -1,4 +1,6 @@
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class Run:
+    def __init__(self, rc, out, err):
+        self.rc, self.out, self.err = rc, out, err
+        self.err_lines = err.splitlines()
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``main(argv)`` and return what a user sees: exit code, stdout, and stderr with the
+    log records the command writes there (at INFO, as the CLI configures logging)."""
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
+
+    def run(argv):
+        capsys.readouterr()
+        handler = logging.StreamHandler(sys.stderr)  # the captured stderr
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root_logger = logging.getLogger()
+        level = root_logger.level
+        root_logger.addHandler(handler)
+        root_logger.setLevel(logging.INFO)
+        from nerbilstm.cli import main
+
+        try:
+            rc = main([str(a) for a in argv])
+        finally:
+            root_logger.removeHandler(handler)
+            root_logger.setLevel(level)
+        cap = capsys.readouterr()
+        return Run(rc, cap.out, cap.err)
+
+    return run

@@ -8,7 +8,6 @@ kinds of bad files go through the command line (train, evaluate, predict).
 
 import io
 import json
-import logging
 import os
 import pickle
 import random
@@ -64,37 +63,6 @@ def tiny(emb):
             "--embeddings", str(emb), "--seed", "3"]
 
 
-class Run:
-    def __init__(self, rc, out, err):
-        self.rc, self.out, self.err = rc, out, err
-        self.err_lines = err.splitlines()
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``main(argv)`` and return what a user sees: exit code, stdout, and stderr with the
-    log records the command writes there (at INFO, as the CLI configures logging)."""
-    monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
-
-    def run(argv):
-        capsys.readouterr()
-        handler = logging.StreamHandler(sys.stderr)  # the captured stderr
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root_logger = logging.getLogger()
-        level = root_logger.level
-        root_logger.addHandler(handler)
-        root_logger.setLevel(logging.INFO)
-        try:
-            rc = main([str(a) for a in argv])
-        finally:
-            root_logger.removeHandler(handler)
-            root_logger.setLevel(level)
-        cap = capsys.readouterr()
-        return Run(rc, cap.out, cap.err)
-
-    return run
-
-
 def corpus_with_long_sentence(n=40, seed=1):
     """The synthetic corpus with a 5,000-token sentence at index 2 (a training sentence under
     the canonical split) and one at index 0 (a test sentence)."""
@@ -142,7 +110,7 @@ def put(directory: Path, name: str, content) -> Path:
     return path
 
 
-def assert_one_line_error(run: Run, path, line=None, *needles):
+def assert_one_line_error(run, path, line=None, *needles):
     assert run.rc == 2, (run.rc, run.err)
     assert "Traceback" not in run.err
     assert len(run.err_lines) == 1, run.err
