@@ -278,11 +278,14 @@ def test_onnx_matches_eager(tmp_path, corpus, vocab, decoder, constrained):
     session = _onnx_session(out.read_bytes())
     for batch in batches(corpus, vocab):
         with torch.no_grad():
-            assert_same(*session.run(None, _onnx_feeds(inputs(batch, 8))), model.decode(batch))
+            assert_same(*session.run(["tags", "scores"], _onnx_feeds(inputs(batch, 8))), model.decode(batch))
+            # The emissions output (what nerbilstm.runtime's probabilities come from), on real tokens.
+            em = torch.as_tensor(session.run(["emissions"], _onnx_feeds(inputs(batch, 8)))[0])
+            torch.testing.assert_close(em[batch.mask], model.emissions(batch)[batch.mask], rtol=0, atol=1e-4)
     # Pretrained vectors in, as the eager tagger with a table.
     batch = collate([encode(ODD, vocab), encode(corpus[2].tokens + ["Brazzaville"], vocab)], pretrained=Table())
     with torch.no_grad():
-        assert_same(*session.run(None, _onnx_feeds(inputs(batch, 8))), model.decode(batch))
+        assert_same(*session.run(["tags", "scores"], _onnx_feeds(inputs(batch, 8))), model.decode(batch))
 
 
 # ----------------------------------------------------------------------------- shipped model

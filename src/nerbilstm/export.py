@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from nerbilstm.errors import NerError
 from nerbilstm.model.crf import CRF
 
-__all__ = ["ExportedTagger", "export_model", "export_tagger", "export_metadata", "METADATA_NAME",
+__all__ = ["ExportedTagger", "OnnxExportedTagger", "export_model", "export_tagger", "export_metadata", "METADATA_NAME",
            "EXPORT_FORMAT_VERSION", "FORMATS"]
 
 METADATA_NAME = "nerbilstm.json"
@@ -231,12 +231,27 @@ class ExportedTagger(nn.Module):
     def forward(self, words: Tensor, chars: Tensor, cases: Tensor, mask: Tensor, pretrained: Tensor,
                 pretrained_mask: Tensor) -> tuple[Tensor, Tensor]:
         em = self.emissions(words, chars, cases, mask, pretrained, pretrained_mask)
+        return self.decode(em, mask)
+
+    def decode(self, em: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """em (B, T, K), mask (B, T) -> tags (B, T) and scores (B,)."""
         if self.has_crf:
             return self.viterbi(em, mask)
         log_probs = torch.log_softmax(em, -1)
         best, tags = log_probs.max(-1)
         tags = tags.masked_fill(~mask, 0)
         return tags, (best * mask.to(best.dtype)).sum(1)
+
+
+class OnnxExportedTagger(ExportedTagger):
+    """The ONNX artefact's module: ExportedTagger's outputs plus the emission scores (B, T, K)
+    float32, from which nerbilstm.runtime computes marginals and entity probabilities."""
+
+    def forward(self, words: Tensor, chars: Tensor, cases: Tensor, mask: Tensor, pretrained: Tensor,
+                pretrained_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        em = self.emissions(words, chars, cases, mask, pretrained, pretrained_mask)
+        tags, scores = self.decode(em, mask)
+        return tags, scores, em
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -275,8 +290,20 @@ def export_metadata(model, vocab, config: dict | None = None) -> dict:
         "inputs": ["words (B,T) int64", "chars (B,T,L) int64", "cases (B,T) int64",
                    "mask (B,T) bool, left-aligned, mask[:,0] all True",
                    "pretrained (B,T,E) float32", "pretrained_mask (B,T) bool"],
-        "outputs": ["tags (B,T) int64, 0 past each length", "scores (B,) float32"],
+        "outputs": ["tags (B,T) int64, 0 past each length", "scores (B,) float32",
+                    "emissions (B,T,K) float32 (ONNX only)"],
+        "potentials": _potentials(model),
     }
+
+
+def _potentials(model) -> dict | None:
+    """The CRF's transitions [from][to], start and end scores as it decodes with them (IOB2
+    penalties included), float32 values as JSON numbers; None for the softmax decoder."""
+    if not isinstance(model.decoder, CRF):
+        return None
+    trans, start, end = (x.detach().float().cpu() for x in model.decoder._potentials(torch.float32,
+                                                                                     torch.device("cpu")))
+    return {"transitions": trans.tolist(), "start": start.tolist(), "end": end.tolist()}
 
 
 # ----------------------------------------------------------------------------- export
@@ -445,7 +472,7 @@ def _all_nodes(graph):
         yield from g.node
 
 
-def _onnx_bytes(module: ExportedTagger, metadata: dict) -> bytes:
+def _onnx_bytes(module: OnnxExportedTagger, metadata: dict) -> bytes:
     try:
         import onnx
     except ImportError as err:
@@ -454,7 +481,7 @@ def _onnx_bytes(module: ExportedTagger, metadata: dict) -> bytes:
     axes = {"words": {0: "batch", 1: "time"}, "chars": {0: "batch", 1: "time", 2: "chars"},
             "cases": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
             "pretrained": {0: "batch", 1: "time"}, "pretrained_mask": {0: "batch", 1: "time"},
-            "tags": {0: "batch", 1: "time"}, "scores": {0: "batch"}}
+            "tags": {0: "batch", 1: "time"}, "scores": {0: "batch"}, "emissions": {0: "batch", 1: "time"}}
     E = int(module.word_weight.shape[1])
     buf = io.BytesIO()
     scripted = _script(module)
@@ -463,7 +490,7 @@ def _onnx_bytes(module: ExportedTagger, metadata: dict) -> bytes:
             # The TorchScript-based exporter (dynamo=False): the scripted time loops become ONNX
             # Loops over the dynamic time axis.
             torch.onnx.export(scripted, example_inputs(E=E), buf, input_names=names,
-                              output_names=["tags", "scores"], dynamic_axes=axes, opset_version=ONNX_OPSET,
+                              output_names=["tags", "scores", "emissions"], dynamic_axes=axes, opset_version=ONNX_OPSET,
                               dynamo=False)
     except (RuntimeError, TypeError, ValueError, ImportError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -485,7 +512,7 @@ def export_tagger(model, vocab, out: str | Path, fmt: str = "torchscript", confi
         raise NerError("is a directory; --out names the file to write", path=out)
     if not out.parent.is_dir():
         raise NerError("folder does not exist", path=out.parent)
-    module = ExportedTagger(model)
+    module = ExportedTagger(model) if fmt == "torchscript" else OnnxExportedTagger(model)
     metadata = export_metadata(model, vocab, config)
     data = _torchscript_bytes(module, metadata) if fmt == "torchscript" else _onnx_bytes(module, metadata)
     try:
