@@ -192,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(default: onnx if --out ends in .onnx, else torchscript)")
     p.add_argument("--out", required=True, help="file to write (replaced atomically)")
 
+    _add_upgrade_parser(sub)
+    return parser
+
+
+def _add_upgrade_parser(sub) -> None:
     p = sub.add_parser("upgrade", help="re-save a model directory you trust in the current format",
                        formatter_class=_formatter,
                        description="Rewrite config.json of a model directory with the current format and the "
@@ -205,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--accept-edits", action="store_true",
                    help="also re-seal a current-format config.json whose content was edited on purpose")
-    return parser
 
 
 def main(argv=None) -> int:
