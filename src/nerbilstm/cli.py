@@ -191,7 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("torchscript", "onnx"), default=None,
                    help="(default: onnx if --out ends in .onnx, else torchscript)")
     p.add_argument("--out", required=True, help="file to write (replaced atomically)")
+
+    _add_upgrade_parser(sub)
     return parser
+
+
+def _add_upgrade_parser(sub) -> None:
+    p = sub.add_parser("upgrade", help="re-save a model directory you trust in the current format",
+                       formatter_class=_formatter,
+                       description="Rewrite config.json of a model directory with the current format and the "
+                                   "checksum of its own content (labels, vocabulary, architecture, ...); the "
+                                   "weights file is not touched and must match the checksum config.json records, "
+                                   "and config and weights must agree. For directories written before format 2.",
+                       epilog="examples:\n"
+                              "  nerbilstm upgrade --model runs/crf\n"
+                              "  nerbilstm upgrade --model runs/crf --accept-edits   # after editing config.json "
+                              "on purpose\n")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--accept-edits", action="store_true",
+                   help="also re-seal a current-format config.json whose content was edited on purpose")
 
 
 def main(argv=None) -> int:
@@ -201,7 +219,7 @@ def main(argv=None) -> int:
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "compare": cmd_compare, "info": cmd_info, "serve": cmd_serve,
-                "export": cmd_export}[args.command](args)
+                "export": cmd_export, "upgrade": cmd_upgrade}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
 
@@ -369,6 +387,20 @@ def cmd_export(args) -> int:
     fmt = args.format or ("onnx" if args.out.lower().endswith(".onnx") else "torchscript")
     out = export_model(args.model, args.out, fmt)
     print(f"{fmt} model written to {out}")
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    from nerbilstm.io import FORMAT_VERSION, upgrade_model_dir
+    from nerbilstm.predict import build_model
+
+    def check(config, shapes):
+        build_model(config, shapes)  # refuses a config that does not match the weights
+
+    if upgrade_model_dir(args.model, accept_edits=args.accept_edits, check=check):
+        print(f"{args.model}: config.json re-saved in format {FORMAT_VERSION} (weights unchanged)")
+    else:
+        print(f"{args.model}: already in format {FORMAT_VERSION}, checksums intact; nothing to do")
     return 0
 
 
