@@ -26,11 +26,14 @@ def _formatter(prog):
 
 def _add_data_options(p: argparse.ArgumentParser, required_help: str = "") -> None:
     p.add_argument("--data", help="corpus file (default: $NERBILSTM_DATA)" + required_help)
-    p.add_argument("--format", choices=("gmb", "text-labels", "conll"), default=None,
-                   help="file format (default: detected from the content)")
+    p.add_argument("--format", choices=("gmb", "text-labels", "conll", "jsonl", "brat"), default=None,
+                   help="file format; brat: a directory of NAME.txt + NAME.ann (default: detected from the content)")
     p.add_argument("--encoding", default=None, help="text encoding (default: UTF-8, else cp1252, with a note)")
     p.add_argument("--tag-column", type=int, default=-1, help="CoNLL column holding the tag (default: last)")
     p.add_argument("--max-sentences", type=int, default=None, help="use only the first N sentences of the file")
+    p.add_argument("--type-map", metavar="A=B,C=D", help="rename or merge entity types as read (TYPE=O drops a type)")
+    p.add_argument("--strict-spans", action="store_true", help="jsonl, brat: refuse spans off token boundaries "
+                   "(default: snap them to the tokens, with a note)")
 
 
 def _add_gold_options(p: argparse.ArgumentParser) -> None:
@@ -45,7 +48,7 @@ def _gold_sentences(args) -> list:
     from nerbilstm.data.dataset import select_split
 
     sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
-                                   args.max_sentences)
+                                   args.max_sentences, args.type_map, args.strict_spans)
     _log_notes({"data": info})
     return sentences
 
@@ -147,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "conll; - for standard input, which is also read when no text is given")
     p.add_argument("--input-format", choices=("text", "conll"), default="text")
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252)")
-    p.add_argument("--output-format", choices=("inline", "conll", "json"), default="inline")
+    p.add_argument("--output-format", choices=("inline", "conll", "json", "spans"), default="inline")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--nbest", type=int, default=0, metavar="K",
                    help="with --output-format json: the K best tag sequences of each sentence with their "
@@ -251,7 +254,7 @@ def cmd_train(args) -> int:
 
     reader = stream_dataset if train_config.stream_chunk else load_dataset
     data = reader(args.data, args.dev_data, args.test_data, args.format, args.encoding, args.tag_column,
-                  args.max_sentences)
+                  args.max_sentences, args.type_map, args.strict_spans)
     _log_notes(data.info)
     logging.getLogger("nerbilstm").info("sentences: %s train, %d dev, %d test",
                                         "streamed" if train_config.stream_chunk else len(data.train),
