@@ -27,7 +27,7 @@ def test_train_writes_model_directory(trained):
     _, out = trained
     assert (out / "model.safetensors").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["format_version"] == 1 and config["labels"][0] == "O"
+    assert config["format_version"] == 2 and config["labels"][0] == "O"
     assert config["data"]["train"]["sha256"]
     lines = (out / "train_log.jsonl").read_text().splitlines()
     assert len(lines) >= 1 and "dev_entity_f1" in json.loads(lines[0])
@@ -88,6 +88,7 @@ def test_info_describes_the_model(trained, capsys, tmp_path):
 
     from safetensors.torch import load_file
 
+    from nerbilstm.io import seal_config
     from nerbilstm.predict import Tagger
 
     _, out = trained
@@ -113,7 +114,7 @@ def test_info_describes_the_model(trained, capsys, tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(out, broken)
     config["metrics"]["dev"]["entity_f1"] = float("nan")
-    (broken / "config.json").write_text(json.dumps(config))
+    (broken / "config.json").write_text(json.dumps(seal_config(config, config["weights_sha256"])))
     assert main(["info", "--model", str(broken), "--json"]) == 0
     assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail)["metrics"]["dev"]["entity_f1"] is None
     with open(broken / "model.safetensors", "ab") as f:

@@ -278,11 +278,14 @@ def test_onnx_matches_eager(tmp_path, corpus, vocab, decoder, constrained):
     session = _onnx_session(out.read_bytes())
     for batch in batches(corpus, vocab):
         with torch.no_grad():
-            assert_same(*session.run(None, _onnx_feeds(inputs(batch, 8))), model.decode(batch))
+            assert_same(*session.run(["tags", "scores"], _onnx_feeds(inputs(batch, 8))), model.decode(batch))
+            # The emissions output (what nerbilstm.runtime's probabilities come from), on real tokens.
+            em = torch.as_tensor(session.run(["emissions"], _onnx_feeds(inputs(batch, 8)))[0])
+            torch.testing.assert_close(em[batch.mask], model.emissions(batch)[batch.mask], rtol=0, atol=1e-4)
     # Pretrained vectors in, as the eager tagger with a table.
     batch = collate([encode(ODD, vocab), encode(corpus[2].tokens + ["Brazzaville"], vocab)], pretrained=Table())
     with torch.no_grad():
-        assert_same(*session.run(None, _onnx_feeds(inputs(batch, 8))), model.decode(batch))
+        assert_same(*session.run(["tags", "scores"], _onnx_feeds(inputs(batch, 8))), model.decode(batch))
 
 
 # ----------------------------------------------------------------------------- shipped model
@@ -347,3 +350,56 @@ def test_onnx_without_onnx_package_is_one_line_error(tmp_path, vocab, monkeypatc
     err = capsys.readouterr().err.strip()
     assert "pip install 'nerbilstm[export]'" in err and "\n" not in err
     assert not (tmp_path / "t.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- linear time
+
+
+def _onnx_graph_ops(proto):
+    def walk(graph):
+        for node in graph.node:
+            yield node.op_type
+            for a in node.attribute:
+                if a.HasField("g"):
+                    yield from walk(a.g)
+
+    return list(walk(proto.graph))
+
+
+def test_onnx_loops_grow_no_sequence(tmp_path, vocab):
+    """Every time loop collects its steps as Loop scan outputs: no sequence is grown (ONNX
+    Runtime copies a sequence on every insert, which made the artefact quadratic)."""
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install -e '.[export]'")
+    for decoder in ("crf", "softmax"):
+        out = export_tagger(tiny_model(vocab, decoder), vocab, tmp_path / f"{decoder}.onnx", "onnx")
+        ops = _onnx_graph_ops(onnx.load(str(out)))
+        assert "Loop" in ops
+        assert not [op for op in ops if op.startswith("Sequence") or op == "ConcatFromSequence"], decoder
+
+
+def test_onnx_time_grows_linearly_with_length(tmp_path, vocab):
+    """5,000 tokens take less than 20x the time of 500 (best of 3 each; quadratic code: ~100x).
+    A model of the shipped model's sizes, random weights."""
+    pytest.importorskip("onnx", reason="onnx is not installed: pip install -e '.[export]'")
+    import time
+
+    torch.manual_seed(0)
+    model = BiLSTMTagger(ModelConfig(word_dim=50, char_dim=30, char_filters=50, hidden_size=128, layers=1),
+                         len(vocab.words), len(vocab.chars), vocab.labels).eval()
+    session = _onnx_session(export_tagger(model, vocab, tmp_path / "t.onnx", "onnx").read_bytes())
+    rng = np.random.default_rng(0)
+
+    def best_of_3(n):
+        feeds = {"words": rng.integers(2, len(vocab.words), (1, n)), "chars": rng.integers(2, len(vocab.chars), (1, n, 6)),
+                 "cases": rng.integers(0, 8, (1, n)), "mask": np.ones((1, n), dtype=bool),
+                 "pretrained": np.zeros((1, 1, 50), np.float32), "pretrained_mask": np.zeros((1, 1), dtype=bool)}
+        session.run(["tags"], feeds)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            session.run(["tags"], feeds)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    short, long = best_of_3(500), best_of_3(5000)
+    assert long < 20 * short, f"500 tokens: {short:.3f} s, 5000 tokens: {long:.3f} s ({long / short:.0f}x)"

@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,9 @@ from nerbilstm.cli import main
 from nerbilstm.data.batching import collate, encode
 from nerbilstm.data.readers import Sentence, write_conll, write_gmb_csv, write_text_labels_csv
 from nerbilstm.errors import DataError, ModelFileError
-from nerbilstm.io import sha256_file
-from nerbilstm.predict import Tagger
+import nerbilstm.predict
+from nerbilstm.io import CONFIG_CHECKSUM, config_checksum, sha256_file
+from nerbilstm.predict import DEFAULT_MODEL_DIR, Tagger
 
 from synthetic import synthetic_sentences
 
@@ -564,14 +566,35 @@ def _write_config(d, c):
     (d / "config.json").write_text(json.dumps(c), encoding="utf-8")
 
 
-def _edit(fn, resign=False):
+def _edit(fn, resign=False, seal=True):
+    """Edit config.json. resign: record the weights' current sha256; seal: record the config's
+    own checksum over the edited content, as a consistent writer (a bug, or someone who
+    recomputes the checksums) would, so that the checks behind the checksums are what is
+    tested; seal=False is an edit by hand."""
     def edit(d):
         c = _config(d)
         fn(c)
         if resign:
             c["weights_sha256"] = sha256_file(d / "model.safetensors")
+        if seal:
+            c[CONFIG_CHECKSUM] = config_checksum(c)
         _write_config(d, c)
     return edit
+
+
+def _swap_labels(a, b):
+    def swap(c):
+        for labels in (c["vocab"]["labels"], c["labels"]):
+            i, j = labels.index(a), labels.index(b)
+            labels[i], labels[j] = labels[j], labels[i]
+    return swap
+
+
+def _symlink_loop(name):
+    def loop(d):
+        (d / name).unlink()
+        (d / name).symlink_to(d / name)
+    return loop
 
 
 def _flip(at):
@@ -606,10 +629,34 @@ BAD_MODELS = [
     ("byte-flipped-in-header", _flip(20), "model.safetensors", "checksum differs"),
     ("truncated", _truncate, "model.safetensors", "checksum differs"),
     ("emptied", lambda d: (d / "model.safetensors").write_bytes(b""), "model.safetensors", "checksum differs"),
-    ("truncated-checksum-removed", _both(_truncate, _edit(lambda c: c.pop("weights_sha256"))),
+    ("truncated-checksum-recomputed", _both(_truncate, _edit(lambda c: None, resign=True)),
      "model.safetensors", "cannot read safetensors"),
-    ("header-flipped-checksum-removed", _both(_flip(9), _edit(lambda c: c.pop("weights_sha256"))),
+    ("header-flipped-checksum-recomputed", _both(_flip(9), _edit(lambda c: None, resign=True)),
      "model.safetensors", "cannot read safetensors"),
+    # a missing checksum is an error, not a skip
+    ("weights-checksum-removed", _edit(lambda c: c.pop("weights_sha256")), "config.json", "no weights_sha256"),
+    ("weights-checksum-removed-by-hand", _both(_truncate, _edit(lambda c: c.pop("weights_sha256"), seal=False)),
+     "config.json", "content differs from its checksum"),
+    ("config-checksum-removed", _edit(lambda c: c.pop(CONFIG_CHECKSUM), seal=False), "config.json",
+     "no config_sha256"),
+    # labels, vocabulary and architecture are covered by config_sha256
+    ("labels-swapped-by-hand", _edit(_swap_labels("B-geo", "B-per"), seal=False), "config.json",
+     "content differs from its checksum"),
+    ("word-renamed-by-hand", _edit(lambda c: c["vocab"]["words"].__setitem__(5, "zzz"), seal=False), "config.json",
+     "content differs from its checksum"),
+    ("hidden-size-changed-by-hand", _edit(lambda c: c["model"].__setitem__("hidden_size", 5), seal=False),
+     "config.json", "content differs from its checksum"),
+    ("format-1", _edit(lambda c: c.__setitem__("format_version", 1)), "config.json", "nerbilstm upgrade --model"),
+    # sizes are checked against the weights' header before anything is built
+    ("layers-a-million", _set("model", "layers", 10**6), "model.safetensors", "lacks"),
+    ("hidden-size-1e9", _set("model", "hidden_size", 10**9), "model.safetensors", "implies [2, 4000000000,"),
+    ("word-dim-changed", _set("model", "word_dim", 51), "model.safetensors", "do not match config.json"),
+    ("char-dim-zero", _set("model", "char_dim", 0), "model.safetensors", "do not match config.json"),
+    ("decoder-softmax-extra-tensors", _set("model", "decoder", "softmax"), "model.safetensors",
+     "the file holds crf.end_scores, crf.start_scores, crf.transitions, which config.json does not imply"),
+    # symlink loops are named as such
+    ("config-symlink-loop", _symlink_loop("config.json"), "config.json", "symlink loop"),
+    ("weights-symlink-loop", _symlink_loop("model.safetensors"), "model.safetensors", "symlink loop"),
     ("hidden-size-changed", _set("model", "hidden_size", 5), "model.safetensors", "do not match config.json"),
     ("layers-changed", _set("model", "layers", 2), "model.safetensors", "do not match config.json"),
     ("decoder-changed", _set("model", "decoder", "softmax"), "model.safetensors", "do not match config.json"),
@@ -626,7 +673,7 @@ BAD_MODELS = [
     ("json-binary", lambda d: (d / "config.json").write_bytes(b"\xff\xfe\x00garbage"), "config.json",
      "not valid JSON"),
     ("format-missing", _edit(lambda c: c.pop("format")), "config.json", "not a nerbilstm"),
-    ("newer-format-version", _edit(lambda c: c.__setitem__("format_version", 2)), "config.json",
+    ("newer-format-version", _edit(lambda c: c.__setitem__("format_version", 3)), "config.json",
      "newer than this nerbilstm reads"),
     ("format-version-string", _edit(lambda c: c.__setitem__("format_version", "1")), "config.json",
      "not a format version"),
@@ -658,6 +705,104 @@ def test_model_path_that_is_a_file_or_missing(tmp_path, cli, model_dir):
     for path, needle in ((model_dir / "config.json", "is a file, not a model directory"),
                          (tmp_path / "nowhere", "model directory not found")):
         assert_one_line_error(cli(["predict", "--model", path, "Paris"]), path, None, needle)
+
+
+def test_model_path_that_is_a_symlink_loop_or_dangling(tmp_path, cli):
+    loop, dangling = tmp_path / "loop", tmp_path / "dangling"
+    loop.symlink_to(loop)
+    dangling.symlink_to(tmp_path / "gone")
+    for path, needle in ((loop, "model directory is a symlink loop"),
+                         (dangling, f"symlink to {tmp_path / 'gone'}, which does not exist")):
+        with pytest.raises(ModelFileError, match="symlink"):
+            Tagger.load(path)
+        msg = assert_one_line_error(cli(["predict", "--model", path, "Paris"]), path, None, needle)
+        assert "not found" not in msg
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A copy of the shipped model, to damage."""
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        pytest.skip("the shipped model is not installed")
+    d = tmp_path / "shipped"
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    return d
+
+
+@pytest.mark.parametrize("key, value, needle", [("layers", 10**6, "lstm.layers.1.weight_ih"),
+                                                ("hidden_size", 10**9, "implies [2, 4000000000, "),
+                                                ("hidden_size", 129, "implies [2, 516, ")])
+def test_config_sizes_are_checked_before_the_model_is_built(shipped, cli, monkeypatch, key, value, needle):
+    """A config claiming a million layers used to grow `nerbilstm info` past 6 GB: now the sizes
+    are compared with the weights' header first, and no model is built at all."""
+    _set("model", key, value)(shipped)  # checksums recomputed: only the sizes disagree
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built before its sizes were checked against the weights")
+
+    monkeypatch.setattr(nerbilstm.predict, "BiLSTMTagger", refuse)
+    start = time.perf_counter()
+    run = cli(["info", "--model", shipped])
+    elapsed = time.perf_counter() - start
+    assert_one_line_error(run, shipped / "model.safetensors", None, "weights do not match config.json", needle)
+    assert elapsed < 5.0, elapsed  # a guard against allocating what the config claims (about 0.03 s)
+
+
+def test_swapped_labels_in_the_shipped_model_are_refused(shipped, cli):
+    """Swapping per and geo in config.json made the model call Angela Merkel a place, exit 0."""
+    text = "Angela Merkel visited Paris."
+    assert "[Angela Merkel]{per}" in cli(["predict", "--model", shipped, text]).out
+    _edit(_swap_labels("B-per", "B-geo"), seal=False)(shipped)
+    _edit(_swap_labels("I-per", "I-geo"), seal=False)(shipped)
+    assert_one_line_error(cli(["predict", "--model", shipped, text]), shipped / "config.json", None,
+                          "content differs from its checksum")
+    _edit(lambda c: c.pop("weights_sha256"), seal=False)(shipped)  # no longer switches a check off
+    assert_one_line_error(cli(["info", "--model", shipped]), shipped / "config.json", None, "differs")
+
+
+def _as_format_1(d):
+    c = _config(d)
+    c.pop(CONFIG_CHECKSUM)
+    c["format_version"] = 1
+    _write_config(d, c)
+
+
+def test_format_1_directories_are_refused_until_upgraded(shipped, cli):
+    text = "Angela Merkel visited Paris."
+    expected = cli(["predict", "--model", shipped, "--output-format", "json", text]).out
+    weights = (shipped / "model.safetensors").read_bytes()
+    _as_format_1(shipped)
+    assert_one_line_error(cli(["predict", "--model", shipped, text]), shipped / "config.json", None,
+                          "format version 1", f"re-save it with: nerbilstm upgrade --model {shipped}")
+    run = cli(["upgrade", "--model", shipped])
+    assert run.rc == 0 and "re-saved in format 2" in run.out, run.err
+    assert (shipped / "model.safetensors").read_bytes() == weights  # byte for byte
+    assert _config(shipped)["format_version"] == 2
+    assert cli(["predict", "--model", shipped, "--output-format", "json", text]).out == expected
+    assert "nothing to do" in cli(["upgrade", "--model", shipped]).out
+
+
+def test_upgrade_refuses_what_it_cannot_vouch_for(shipped, cli):
+    # a format 1 config whose sizes disagree with the weights: refused, nothing written
+    _as_format_1(shipped)
+    _edit(lambda c: c["model"].__setitem__("layers", 10**6), seal=False)(shipped)
+    before = (shipped / "config.json").read_bytes()
+    assert_one_line_error(cli(["upgrade", "--model", shipped]), shipped / "model.safetensors", None,
+                          "do not match config.json")
+    assert (shipped / "config.json").read_bytes() == before
+    # weights that differ from the recorded checksum: refused
+    _edit(lambda c: c["model"].__setitem__("layers", 1), seal=False)(shipped)
+    _flip(-10)(shipped)
+    assert_one_line_error(cli(["upgrade", "--model", shipped]), shipped / "model.safetensors", None,
+                          "checksum differs")
+    _flip(-10)(shipped)
+    # a format 2 config edited by hand: only with --accept-edits
+    assert cli(["upgrade", "--model", shipped]).rc == 0
+    _edit(lambda c: c["training"].__setitem__("note", "renamed"), seal=False)(shipped)
+    assert_one_line_error(cli(["upgrade", "--model", shipped]), shipped / "config.json", None,
+                          "content differs from its checksum")
+    assert cli(["upgrade", "--model", shipped, "--accept-edits"]).rc == 0
+    assert Tagger.load(shipped, pretrained=None).tags([["Paris"]])
 
 
 def test_config_mismatch_that_loads_anyway(tmp_path, model_dir, tagger):

@@ -27,11 +27,14 @@ def _formatter(prog):
 
 def _add_data_options(p: argparse.ArgumentParser, required_help: str = "") -> None:
     p.add_argument("--data", help="corpus file (default: $NERBILSTM_DATA)" + required_help)
-    p.add_argument("--format", choices=("gmb", "text-labels", "conll"), default=None,
-                   help="file format (default: detected from the content)")
+    p.add_argument("--format", choices=("gmb", "text-labels", "conll", "jsonl", "brat"), default=None,
+                   help="file format; brat: a directory of NAME.txt + NAME.ann (default: detected from the content)")
     p.add_argument("--encoding", default=None, help="text encoding (default: UTF-8, else cp1252, with a note)")
     p.add_argument("--tag-column", type=int, default=-1, help="CoNLL column holding the tag (default: last)")
     p.add_argument("--max-sentences", type=int, default=None, help="use only the first N sentences of the file")
+    p.add_argument("--type-map", metavar="A=B,C=D", help="rename or merge entity types as read (TYPE=O drops a type)")
+    p.add_argument("--strict-spans", action="store_true", help="jsonl, brat: refuse spans off token boundaries "
+                   "(default: snap them to the tokens, with a note)")
 
 
 def _add_gold_options(p: argparse.ArgumentParser) -> None:
@@ -46,7 +49,7 @@ def _gold_sentences(args) -> list:
     from nerbilstm.data.dataset import select_split
 
     sentences, info = select_split(args.data, args.split, args.format, args.encoding, args.tag_column,
-                                   args.max_sentences)
+                                   args.max_sentences, args.type_map, args.strict_spans)
     _log_notes({"data": info})
     return sentences
 
@@ -150,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default): conll if the input starts with -DOCSTART- or its first 20 lines all "
                         "end in a tag, else text")
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252 per line)")
-    p.add_argument("--output-format", choices=("inline", "conll", "jsonl", "json"), default="inline",
+    p.add_argument("--output-format", choices=("inline", "conll", "jsonl", "json", "spans"), default="inline",
                    help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl: one JSON object per "
-                        "record (JSON Lines; json is the same) (default: inline)")
+                        "record (JSON Lines; json is the same); spans: Prodigy-style JSON Lines of entity "
+                        "spans, for annotation tools (default: inline)")
     p.add_argument("--batch-size", type=int, default=256, help="records tagged at a time (default: 256)")
     p.add_argument("--nbest", type=int, default=0, metavar="K",
                    help="with --output-format jsonl: the K best tag sequences of each sentence with their "
@@ -197,7 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("torchscript", "onnx"), default=None,
                    help="(default: onnx if --out ends in .onnx, else torchscript)")
     p.add_argument("--out", required=True, help="file to write (replaced atomically)")
+
+    _add_upgrade_parser(sub)
     return parser
+
+
+def _add_upgrade_parser(sub) -> None:
+    p = sub.add_parser("upgrade", help="re-save a model directory you trust in the current format",
+                       formatter_class=_formatter,
+                       description="Rewrite config.json of a model directory with the current format and the "
+                                   "checksum of its own content (labels, vocabulary, architecture, ...); the "
+                                   "weights file is not touched and must match the checksum config.json records, "
+                                   "and config and weights must agree. For directories written before format 2.",
+                       epilog="examples:\n"
+                              "  nerbilstm upgrade --model runs/crf\n"
+                              "  nerbilstm upgrade --model runs/crf --accept-edits   # after editing config.json "
+                              "on purpose\n")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--accept-edits", action="store_true",
+                   help="also re-seal a current-format config.json whose content was edited on purpose")
 
 
 def main(argv=None) -> int:
@@ -207,7 +229,7 @@ def main(argv=None) -> int:
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "compare": cmd_compare, "info": cmd_info, "serve": cmd_serve,
-                "export": cmd_export}[args.command](args)
+                "export": cmd_export, "upgrade": cmd_upgrade}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
 
@@ -239,7 +261,7 @@ def cmd_train(args) -> int:
 
     reader = stream_dataset if train_config.stream_chunk else load_dataset
     data = reader(args.data, args.dev_data, args.test_data, args.format, args.encoding, args.tag_column,
-                  args.max_sentences)
+                  args.max_sentences, args.type_map, args.strict_spans)
     _log_notes(data.info)
     logging.getLogger("nerbilstm").info("sentences: %s train, %d dev, %d test",
                                         "streamed" if train_config.stream_chunk else len(data.train),
@@ -368,6 +390,20 @@ def cmd_export(args) -> int:
     fmt = args.format or ("onnx" if args.out.lower().endswith(".onnx") else "torchscript")
     out = export_model(args.model, args.out, fmt)
     print(f"{fmt} model written to {out}")
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    from nerbilstm.io import FORMAT_VERSION, upgrade_model_dir
+    from nerbilstm.predict import build_model
+
+    def check(config, shapes):
+        build_model(config, shapes)  # refuses a config that does not match the weights
+
+    if upgrade_model_dir(args.model, accept_edits=args.accept_edits, check=check):
+        print(f"{args.model}: config.json re-saved in format {FORMAT_VERSION} (weights unchanged)")
+    else:
+        print(f"{args.model}: already in format {FORMAT_VERSION}, checksums intact; nothing to do")
     return 0
 
 

@@ -18,6 +18,12 @@ Inputs, all batch first, padded and left-aligned like ``nerbilstm.data.batching.
 Outputs: tags (B, T) int64 (0 past each sentence's length) and scores (B,) float32 (the
 Viterbi path score for the CRF, the path log-probability for softmax), as ``model.decode``.
 
+Linear time: each step of a time loop reads its row of a time-major tensor (``xp[t]``, one
+Gather; never a slice over leading axes, which copies the whole tensor), and the ONNX graph's
+Loops collect their per-step results as scan outputs (``_linear_loops`` rewrites the exporter's
+growing sequences, which ONNX Runtime copies on every insert). benchmarks/export_scaling.py
+measures it.
+
 Pretrained vectors: the shipped tagger looks words outside its vocabulary up in the
 pretrained table it was trained with (GloVe). The table (400k words) is not bundled; the
 artefact takes those vectors as the optional ``pretrained`` / ``pretrained_mask`` inputs.
@@ -46,7 +52,7 @@ from torch import Tensor, nn
 from nerbilstm.errors import NerError
 from nerbilstm.model.crf import CRF
 
-__all__ = ["ExportedTagger", "export_model", "export_tagger", "export_metadata", "METADATA_NAME",
+__all__ = ["ExportedTagger", "OnnxExportedTagger", "export_model", "export_tagger", "export_metadata", "METADATA_NAME",
            "EXPORT_FORMAT_VERSION", "FORMATS"]
 
 METADATA_NAME = "nerbilstm.json"
@@ -84,6 +90,9 @@ class _LSTMLayer(nn.Module):
         both = torch.stack([x, x_rev])  # (2, B, T, D): the backward direction reads reversed rows
         xp = torch.baddbmm(self.bias.unsqueeze(1), both.reshape(2, B * T, x.shape[2]),
                            self.weight_ih.transpose(1, 2)).view(2, B, T, -1)
+        # Time-major, so that each step reads xp[t] (one Gather in ONNX; a slice over the leading
+        # axes would copy the whole tensor at every step).
+        xp = xp.permute(2, 0, 1, 3).contiguous()  # (T, 2, B, 4H)
         w_hh_t = self.weight_hh.transpose(1, 2)  # (2, H, 4H)
         H = w_hh_t.shape[1]
         h = torch.zeros(2, B, H, dtype=x.dtype, device=x.device)
@@ -91,7 +100,7 @@ class _LSTMLayer(nn.Module):
         step_mask = mask.t().reshape(T, 1, B, 1)
         outs: list[Tensor] = []
         for t in range(T):
-            gates = torch.baddbmm(xp[:, :, t], h, w_hh_t)  # (2, B, 4H), gate order i, f, g, o
+            gates = torch.baddbmm(xp[t], h, w_hh_t)  # (2, B, 4H), gate order i, f, g, o
             i = torch.sigmoid(gates[:, :, 0:H])
             f = torch.sigmoid(gates[:, :, H:2 * H])
             g = torch.tanh(gates[:, :, 2 * H:3 * H])
@@ -198,12 +207,14 @@ class ExportedTagger(nn.Module):
         em = torch.where(mask.unsqueeze(2), em, torch.zeros_like(em))
         trans = self.transitions.unsqueeze(0)  # (1, from, to)
         identity = torch.arange(K, device=em.device).unsqueeze(0).expand(B, K)
-        v = self.start_scores.unsqueeze(0) + em[:, 0]  # (B, K)
+        em_t = em.transpose(0, 1).contiguous()  # (T, B, K): time-major, as xp in _LSTMLayer
+        mask_t = mask.t().unsqueeze(2)  # (T, B, 1)
+        v = self.start_scores.unsqueeze(0) + em_t[0]  # (B, K)
         pointers: list[Tensor] = [identity]  # pointers[t] (B, K): best tag at t-1 for each tag at t
         for t in range(1, T):
             best, arg = (v.unsqueeze(2) + trans).max(1)
-            m = mask[:, t].unsqueeze(1)
-            v = torch.where(m, best + em[:, t], v)
+            m = mask_t[t]
+            v = torch.where(m, best + em_t[t], v)
             pointers.append(torch.where(m, arg, identity))  # padding points to itself
         score, tag = (v + self.end_scores.unsqueeze(0)).max(1)
         bp = torch.stack(pointers, 0)  # (T, B, K)
@@ -220,12 +231,27 @@ class ExportedTagger(nn.Module):
     def forward(self, words: Tensor, chars: Tensor, cases: Tensor, mask: Tensor, pretrained: Tensor,
                 pretrained_mask: Tensor) -> tuple[Tensor, Tensor]:
         em = self.emissions(words, chars, cases, mask, pretrained, pretrained_mask)
+        return self.decode(em, mask)
+
+    def decode(self, em: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """em (B, T, K), mask (B, T) -> tags (B, T) and scores (B,)."""
         if self.has_crf:
             return self.viterbi(em, mask)
         log_probs = torch.log_softmax(em, -1)
         best, tags = log_probs.max(-1)
         tags = tags.masked_fill(~mask, 0)
         return tags, (best * mask.to(best.dtype)).sum(1)
+
+
+class OnnxExportedTagger(ExportedTagger):
+    """The ONNX artefact's module: ExportedTagger's outputs plus the emission scores (B, T, K)
+    float32, from which nerbilstm.runtime computes marginals and entity probabilities."""
+
+    def forward(self, words: Tensor, chars: Tensor, cases: Tensor, mask: Tensor, pretrained: Tensor,
+                pretrained_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        em = self.emissions(words, chars, cases, mask, pretrained, pretrained_mask)
+        tags, scores = self.decode(em, mask)
+        return tags, scores, em
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -264,8 +290,20 @@ def export_metadata(model, vocab, config: dict | None = None) -> dict:
         "inputs": ["words (B,T) int64", "chars (B,T,L) int64", "cases (B,T) int64",
                    "mask (B,T) bool, left-aligned, mask[:,0] all True",
                    "pretrained (B,T,E) float32", "pretrained_mask (B,T) bool"],
-        "outputs": ["tags (B,T) int64, 0 past each length", "scores (B,) float32"],
+        "outputs": ["tags (B,T) int64, 0 past each length", "scores (B,) float32",
+                    "emissions (B,T,K) float32 (ONNX only)"],
+        "potentials": _potentials(model),
     }
+
+
+def _potentials(model) -> dict | None:
+    """The CRF's transitions [from][to], start and end scores as it decodes with them (IOB2
+    penalties included), float32 values as JSON numbers; None for the softmax decoder."""
+    if not isinstance(model.decoder, CRF):
+        return None
+    trans, start, end = (x.detach().float().cpu() for x in model.decoder._potentials(torch.float32,
+                                                                                     torch.device("cpu")))
+    return {"transitions": trans.tolist(), "start": start.tolist(), "end": end.tolist()}
 
 
 # ----------------------------------------------------------------------------- export
@@ -307,7 +345,134 @@ def example_inputs(B: int = 2, T: int = 3, L: int = 4, E: int = 1) -> tuple[Tens
     return words, chars, words.clone(), mask, torch.zeros(B, T, E), torch.zeros(B, T, dtype=torch.bool)
 
 
-def _onnx_bytes(module: ExportedTagger, metadata: dict) -> bytes:
+# ----------------------------------------------------------------------------- linear ONNX loops
+
+
+def _attr(node, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return a
+    return default
+
+
+def _tensor_info(graph, name: str):
+    """(elem_type, rank or None) of a tensor value of ``graph`` (after shape inference)."""
+    for vi in list(graph.value_info) + list(graph.output) + list(graph.input):
+        if vi.name == name and vi.type.HasField("tensor_type"):
+            tt = vi.type.tensor_type
+            return tt.elem_type, (len(tt.shape.dim) if tt.HasField("shape") else None)
+    return None, None
+
+
+def _scan_output(loop, k: int, producers: dict, consumers: dict) -> list:
+    """Turn the k-th loop-carried *sequence* of ``loop`` (grown by one SequenceInsert per step,
+    read once by a ConcatFromSequence after the loop) into a scan output of the Loop.
+
+    ONNX Runtime copies a sequence on every insert, so T steps cost O(T^2); a scan output is
+    collected once per step and concatenated at the end: O(T). Returns the nodes that replace
+    the ConcatFromSequence (the caller removes it and the sequence's initial value)."""
+    from onnx import TensorProto, helper
+
+    body = _attr(loop, "body").g
+    seq_in, seq_out = body.input[2 + k].name, body.output[1 + k].name
+    insert = [n for n in body.node if seq_out in n.output]
+    readers = [n for n in body.node if seq_in in n.input]
+    concat = consumers.get(loop.output[k], [])
+    init = producers.get(loop.input[2 + k])
+    if (len(insert) != 1 or insert[0].op_type != "SequenceInsert" or len(insert[0].input) != 2
+            or readers != insert or len(concat) != 1 or concat[0].op_type != "ConcatFromSequence"
+            or init is None or init.op_type not in ("SequenceEmpty", "SequenceConstruct")
+            or _attr(concat[0], "new_axis") is None or _attr(concat[0], "new_axis").i != 1):
+        raise NerError("ONNX export: a time loop has a shape this export cannot make linear (a bug of ours)")
+    insert, concat = insert[0], concat[0]
+    x = insert.input[1]
+    elem, rank = _tensor_info(body, x)
+    if elem is None and init.op_type == "SequenceEmpty":
+        elem = _attr(init, "dtype").i
+    axis = _attr(concat, "axis").i
+    if elem is None or (axis != 0 and rank is None):
+        raise NerError("ONNX export: no type for a time loop's step output (a bug of ours)")
+    base = f"{loop.name}/scan{k}"
+    body.node.remove(insert)
+    body.node.append(helper.make_node("Identity", [x], [f"{base}/step"]))
+    del body.input[2 + k]
+    del body.output[1 + k]
+    body.output.append(helper.make_tensor_value_info(f"{base}/step", elem, None))
+    del loop.input[2 + k]
+    del loop.output[k]
+    loop.output.append(f"{base}/stacked")  # (steps, *step shape)
+    nodes, stacked = [], f"{base}/stacked"
+    prefix = list(init.input) if init.op_type == "SequenceConstruct" else []
+    if prefix:
+        # Zero steps give a scan output of shape (0,): reshape it to (0, *prefix element shape).
+        nodes += [helper.make_node("Shape", [prefix[0]], [f"{base}/shape"]),
+                  helper.make_node("Constant", [], [f"{base}/minus1"],
+                                   value=helper.make_tensor(f"{base}/minus1", TensorProto.INT64, [1], [-1])),
+                  helper.make_node("Concat", [f"{base}/minus1", f"{base}/shape"], [f"{base}/newshape"], axis=0),
+                  helper.make_node("Reshape", [stacked, f"{base}/newshape"], [f"{base}/steps"]),
+                  helper.make_node("Constant", [], [f"{base}/zero"],
+                                   value=helper.make_tensor(f"{base}/zero", TensorProto.INT64, [1], [0]))]
+        parts = []
+        for i, p in enumerate(prefix):
+            nodes.append(helper.make_node("Unsqueeze", [p, f"{base}/zero"], [f"{base}/first{i}"]))
+            parts.append(f"{base}/first{i}")
+        nodes.append(helper.make_node("Concat", parts + [f"{base}/steps"], [f"{base}/all"], axis=0))
+        stacked = f"{base}/all"
+    # ConcatFromSequence(new_axis=1, axis=a) stacks at axis a: move the step axis 0 there.
+    perm = list(range(1, axis + 1)) + [0] + list(range(axis + 1, (rank or 0) + 1))
+    nodes.append(helper.make_node("Transpose", [stacked], [concat.output[0]], perm=perm) if axis
+                 else helper.make_node("Identity", [stacked], [concat.output[0]]))
+    return nodes
+
+
+def _linear_loops(proto):
+    """Rewrite every top-level Loop of an exported graph so that no sequence grows inside it
+    (see _scan_output); every time loop of the artefact then runs in linear time."""
+    import onnx
+
+    proto = onnx.shape_inference.infer_shapes(proto)
+    graph = proto.graph
+    for loop in [n for n in graph.node if n.op_type == "Loop"]:
+        body = _attr(loop, "body").g
+        for k in reversed(range(len(loop.input) - 2)):
+            if not body.input[2 + k].type.HasField("sequence_type"):
+                continue
+            producers = {o: n for n in graph.node for o in n.output}
+            consumers: dict = {}
+            for n in graph.node:
+                for i in n.input:
+                    consumers.setdefault(i, []).append(n)
+            init = producers[loop.input[2 + k]]
+            concat = consumers[loop.output[k]][0]
+            new = _scan_output(loop, k, producers, consumers)
+            at = list(graph.node).index(concat)
+            graph.node.remove(concat)
+            for i, n in enumerate(new):
+                graph.node.insert(at + i, n)
+            if not consumers.get(init.output[0], [])[1:]:
+                graph.node.remove(init)
+    left = [n.op_type for n in _all_nodes(graph) if n.op_type.startswith("Sequence")]
+    if left:
+        raise NerError(f"ONNX export: sequence operations left in the graph ({', '.join(left)}; a bug of ours)")
+    for g in _all_graphs(graph):
+        del g.value_info[:]  # stale entries of renamed values; onnxruntime infers its own
+    return proto
+
+
+def _all_graphs(graph):
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            if a.HasField("g"):
+                yield from _all_graphs(a.g)
+
+
+def _all_nodes(graph):
+    for g in _all_graphs(graph):
+        yield from g.node
+
+
+def _onnx_bytes(module: OnnxExportedTagger, metadata: dict) -> bytes:
     try:
         import onnx
     except ImportError as err:
@@ -316,7 +481,7 @@ def _onnx_bytes(module: ExportedTagger, metadata: dict) -> bytes:
     axes = {"words": {0: "batch", 1: "time"}, "chars": {0: "batch", 1: "time", 2: "chars"},
             "cases": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
             "pretrained": {0: "batch", 1: "time"}, "pretrained_mask": {0: "batch", 1: "time"},
-            "tags": {0: "batch", 1: "time"}, "scores": {0: "batch"}}
+            "tags": {0: "batch", 1: "time"}, "scores": {0: "batch"}, "emissions": {0: "batch", 1: "time"}}
     E = int(module.word_weight.shape[1])
     buf = io.BytesIO()
     scripted = _script(module)
@@ -325,12 +490,12 @@ def _onnx_bytes(module: ExportedTagger, metadata: dict) -> bytes:
             # The TorchScript-based exporter (dynamo=False): the scripted time loops become ONNX
             # Loops over the dynamic time axis.
             torch.onnx.export(scripted, example_inputs(E=E), buf, input_names=names,
-                              output_names=["tags", "scores"], dynamic_axes=axes, opset_version=ONNX_OPSET,
+                              output_names=["tags", "scores", "emissions"], dynamic_axes=axes, opset_version=ONNX_OPSET,
                               dynamo=False)
     except (RuntimeError, TypeError, ValueError, ImportError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise NerError(f"ONNX export failed with torch {torch.__version__}: {first}") from None
-    proto = onnx.load_from_string(buf.getvalue())
+    proto = _linear_loops(onnx.load_from_string(buf.getvalue()))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_NAME, json.dumps(metadata, ensure_ascii=False)
     return proto.SerializeToString()
@@ -347,7 +512,7 @@ def export_tagger(model, vocab, out: str | Path, fmt: str = "torchscript", confi
         raise NerError("is a directory; --out names the file to write", path=out)
     if not out.parent.is_dir():
         raise NerError("folder does not exist", path=out.parent)
-    module = ExportedTagger(model)
+    module = ExportedTagger(model) if fmt == "torchscript" else OnnxExportedTagger(model)
     metadata = export_metadata(model, vocab, config)
     data = _torchscript_bytes(module, metadata) if fmt == "torchscript" else _onnx_bytes(module, metadata)
     try:

@@ -18,8 +18,8 @@ from nerbilstm.data.batching import Encoded, collate, encode, length_buckets
 from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import ModelFileError
-from nerbilstm.io import finite_json, read_config, read_weights
-from nerbilstm.model.tagger import BiLSTMTagger
+from nerbilstm.io import CONFIG, WEIGHTS, finite_json, load_tensors, read_config, tensor_shapes, verify_weights
+from nerbilstm.model.tagger import BiLSTMTagger, parameter_shapes
 from nerbilstm.tags import entity_spans, entity_type
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
@@ -103,15 +103,46 @@ def tag_encoded(model: BiLSTMTagger, items: Sequence[Encoded], pretrained=None, 
     return results  # type: ignore[return-value]
 
 
-def build_model(config: dict) -> tuple[BiLSTMTagger, Vocab]:
-    """An untrained tagger with the architecture and vocabulary a config.json describes."""
+def build_model(config: dict, shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[BiLSTMTagger, Vocab]:
+    """An untrained tagger with the architecture and vocabulary a config.json describes.
+
+    shapes: the tensor shapes of the weights file (``io.tensor_shapes``, read from its header).
+    Given, config and weights must agree before anything is allocated: every tensor the config
+    implies, with its shape, and nothing else; so a config claiming a million layers is a
+    one-line error, not gigabytes of memory."""
+    path = config.get("_path")
     try:
         vocab = Vocab.from_dict(config["vocab"])
         model_config = from_dict(ModelConfig, config["model"])
+        model_config.validate()
+        if shapes is not None:
+            weights = Path(path).parent / WEIGHTS if path else WEIGHTS
+            _check_shapes(parameter_shapes(model_config, len(vocab.words), len(vocab.chars), len(vocab.labels)),
+                          shapes, weights)
         model = BiLSTMTagger(model_config, len(vocab.words), len(vocab.chars), vocab.labels)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ModelFileError(f"config.json does not describe a model: {err}", path=config.get("_path")) from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise ModelFileError(f"config.json does not describe a model: {err}", path=path) from None
     return model, vocab
+
+
+def _check_shapes(implied, shapes: dict[str, tuple[int, ...]], weights) -> None:
+    """Raise ModelFileError unless the (name, shape) pairs ``implied`` by config.json are exactly
+    the tensors of the weights file. ``implied`` is consumed lazily: the first tensor the file
+    lacks stops it, however many layers the config claims."""
+    def mismatch(what: str) -> ModelFileError:
+        return ModelFileError(f"weights do not match config.json: {what}", path=weights)
+
+    seen = set()
+    for name, shape in implied:
+        if name not in shapes:
+            raise mismatch(f"config.json implies a tensor {name} of shape {list(shape)}, which the file lacks")
+        if tuple(shapes[name]) != tuple(shape):
+            raise mismatch(f"{name} has shape {list(shapes[name])} in the file, config.json implies {list(shape)}")
+        seen.add(name)
+    extra = sorted(set(shapes) - seen)
+    if extra:
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        raise mismatch(f"the file holds {', '.join(extra[:3])}{more}, which config.json does not imply")
 
 
 class Tagger:
@@ -140,10 +171,11 @@ class Tagger:
         seen in training still get their pretrained vectors), None skips it.
         """
         directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
-        config = read_config(directory)
-        config["_path"] = str(directory / "config.json")
-        model, vocab = build_model(config)
-        state = read_weights(directory, config)
+        config = read_config(directory)  # its own checksum and the weights' are checked here and below
+        config["_path"] = str(directory / CONFIG)
+        weights = verify_weights(directory, config)
+        model, vocab = build_model(config, tensor_shapes(weights))  # sizes checked against the header first
+        state = load_tensors(weights)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:

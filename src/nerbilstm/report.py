@@ -145,9 +145,15 @@ _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 def render_documents(docs: list[dict], fmt: str) -> str:
     """Tagged documents (``Tagger`` output) as ``inline`` text (``[Paris]{geo}``), ``conll``
-    (token TAB tag, a blank line after each document) or ``jsonl`` (JSON Lines; ``json`` too)."""
+    (token TAB tag, a blank line after each document), ``jsonl`` (JSON Lines; ``json`` too) or ``spans``
+    (JSON Lines in the shape annotation tools read, Prodigy's: ``{"text", "spans": [{"start",
+    "end", "label", "score"}]}``; the ``jsonl`` reader reads it back)."""
     if not docs:
         return ""
+    if fmt == "spans":
+        docs = [{"text": d["text"], "spans": [{"start": e["start"], "end": e["end"], "label": e["label"],
+                                               "score": e.get("score")} for e in d["entities"]]} for d in docs]
+        fmt = "jsonl"
     if fmt in ("jsonl", "json"):  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
         return "".join(json.dumps(d, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n" for d in docs)
     if fmt == "conll":

@@ -59,7 +59,8 @@ type, ``B-x`` before ``I-x``); :func:`entity_type` names the type a label tags a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -77,6 +78,7 @@ __all__ = [
     "continuations",
     "sort_labels",
     "iob2_constraints",
+    "TypeMap",
 ]
 
 MODES = ("conll", "strict")
@@ -295,3 +297,79 @@ def iob2_constraints(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.
                 continue
             allowed[i, j] = kind_i in ("B", "I") and type_i == type_j
     return allowed, start, end
+
+
+# --------------------------------------------------------------------------- type map
+
+
+class TypeMap:
+    """Renames entity types in IOB2 tags, so several types can be merged into one:
+    ``TypeMap.parse("SpecificDisease=Disease,Modifier=Disease")``.  A type mapped to ``O``
+    is dropped (its tags become ``O``); types not in the map stay.  The map is applied once
+    (``A=B,B=C`` sends ``A`` to ``B``, not to ``C``).  Used on IOB2 tags, where every entity
+    starts with ``B-``, two adjacent entities stay two after a merge.
+
+    Counts what it renamed (:meth:`notes`), by entity (``B-`` tags).
+    """
+
+    _NAME = re.compile(r"[^\s,=]+")
+
+    def __init__(self, mapping: Mapping[str, str]):
+        self.mapping = dict(mapping)
+        self.renamed: Counter[str] = Counter()  # entities renamed, by their type as read
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def parse(cls, text: "str | Mapping[str, str] | TypeMap | None") -> "TypeMap | None":
+        """``"A=B,C=D"`` (or a mapping) -> a TypeMap; None or ``""`` -> None.  A malformed map
+        raises :class:`~nerbilstm.errors.DataError` saying which pair is wrong."""
+        from nerbilstm.errors import DataError
+
+        if text is None:
+            return None
+        if isinstance(text, TypeMap):  # a fresh one: the counts belong to one reading
+            return cls(text.mapping)
+        pairs = list(text.items()) if isinstance(text, Mapping) else \
+            [p.partition("=")[::2] if "=" in p else (p, None) for p in text.split(",") if p.strip()]
+        mapping: dict[str, str] = {}
+        for old, new in pairs:
+            old, new = str(old).strip(), None if new is None else str(new).strip()
+            if new is None or not cls._NAME.fullmatch(old) or not cls._NAME.fullmatch(new) or old == "O":
+                raise DataError(f"type map {text!r}: {old + '=' + (new or '')!r} is not OLD=NEW "
+                                "(entity type names, pairs separated by commas; NEW may be O to drop a type)")
+            if old in mapping:
+                raise DataError(f"type map {text!r}: type {old!r} is mapped twice")
+            mapping[old] = new
+        return cls(mapping) if mapping else None
+
+    def __call__(self, tags: Sequence[str]) -> list[str]:
+        """The tags with their types renamed (a new list)."""
+        out = []
+        for tag in tags:
+            new = self._cache.get(tag)
+            if new is None:
+                new = self._rename(tag)
+                if len(self._cache) < 10_000:
+                    self._cache[tag] = new
+            if new is not tag and tag.startswith("B-"):
+                self.renamed[tag[2:]] += 1
+            out.append(new)
+        return out
+
+    def _rename(self, tag: str) -> str:
+        if tag[1:2] != "-" or tag[2:] not in self.mapping:
+            return tag
+        new = self.mapping[tag[2:]]
+        return "O" if new == "O" else f"{tag[:2]}{new}"
+
+    def notes(self) -> list[str]:
+        """What the map did, for a reader's notes: entities renamed per type, types never seen."""
+        out = []
+        if self.renamed:
+            n = sum(self.renamed.values())
+            out.append(f"type map: {n} entit{'ies' if n != 1 else 'y'} renamed ("
+                       + ", ".join(f"{t} {k} -> {self.mapping[t]}" for t, k in sorted(self.renamed.items())) + ")")
+        unseen = [t for t in self.mapping if t not in self.renamed]
+        if unseen:
+            out.append(f"type map: no entities of type {', '.join(unseen)} (check the spelling)")
+        return out

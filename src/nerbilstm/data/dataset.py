@@ -42,25 +42,43 @@ class Dataset:
 
 
 def resolve_data_path(path: str | None) -> Path:
-    """--data, else $NERBILSTM_DATA; a clear error when neither names a file."""
+    """--data, else $NERBILSTM_DATA; a clear error when neither names a file (or a brat directory)."""
     chosen = path or os.environ.get(DATA_ENV)
     if not chosen:
         raise DataError(f"no corpus given: {WHERE_TO_GET}")
     p = Path(chosen)
-    if not p.is_file():
+    if not (p.is_file() or p.is_dir()):
         raise DataError(f"corpus file not found ({WHERE_TO_GET})", path=p)
     return p
 
 
-def read_file(path, fmt=None, encoding=None, tag_column=-1, max_sentences=None):
-    """-> (sentences, info) for one file, with its sha256 and the reader's notes."""
-    from nerbilstm.data.readers import read_corpus
+def corpus_sha256(path) -> str:
+    """The sha256 of a corpus file, or of a brat directory's documents."""
     from nerbilstm.io import sha256_file
 
-    corpus = read_corpus(path, fmt=fmt, encoding=encoding, tag_column=tag_column, max_sentences=max_sentences)
-    info = {"path": str(path), "sha256": sha256_file(path), "format": corpus.format, "encoding": corpus.encoding,
-            "sentences": len(corpus.sentences), "notes": list(corpus.notes)}
-    return corpus.sentences, info
+    if os.path.isdir(path):
+        from nerbilstm.data.spans import brat_sha256
+
+        return brat_sha256(str(path))
+    return sha256_file(path)
+
+
+def _info(path, stream, sentences: int, type_map) -> dict:
+    info = {"path": str(path), "sha256": corpus_sha256(path), "format": stream.format, "encoding": stream.encoding,
+            "sentences": sentences, "notes": list(stream.notes)}
+    if type_map:
+        info["type_map"] = type_map if isinstance(type_map, str) else ",".join(f"{a}={b}" for a, b in
+                                                                                dict(type_map).items())
+    return info
+
+
+def read_file(path, fmt=None, encoding=None, tag_column=-1, max_sentences=None, type_map=None, strict_spans=False):
+    """-> (sentences, info) for one file, with its sha256 and the reader's notes."""
+    from nerbilstm.data.readers import read_corpus
+
+    corpus = read_corpus(path, fmt=fmt, encoding=encoding, tag_column=tag_column, max_sentences=max_sentences,
+                         type_map=type_map, strict_spans=strict_spans)
+    return corpus.sentences, _info(path, corpus, len(corpus.sentences), type_map)
 
 
 class StreamedTrain:
@@ -69,8 +87,9 @@ class StreamedTrain:
     With ``canonical`` the sentences the canonical split gives to dev and test are left out.
     """
 
-    def __init__(self, path, fmt=None, encoding=None, tag_column=-1, max_sentences=None, canonical=True):
-        self.args = (path, fmt, encoding, tag_column)
+    def __init__(self, path, fmt=None, encoding=None, tag_column=-1, max_sentences=None, canonical=True,
+                 type_map=None, strict_spans=False):
+        self.args = (path, fmt, encoding, tag_column, True, type_map, strict_spans)
         self.max_sentences, self.canonical = max_sentences, canonical
 
     def __iter__(self):
@@ -83,38 +102,41 @@ class StreamedTrain:
 
 
 def stream_dataset(data: str | None, dev_data: str | None = None, test_data: str | None = None, fmt=None,
-                   encoding=None, tag_column: int = -1, max_sentences: int | None = None) -> Dataset:
+                   encoding=None, tag_column: int = -1, max_sentences: int | None = None, type_map=None,
+                   strict_spans: bool = False) -> Dataset:
     """Like load_dataset, but the training sentences stay on disk (StreamedTrain); one pass here
     keeps the canonical dev and test sentences (or reads the separate dev/test files)."""
     from nerbilstm.data.readers import iter_sentences
-    from nerbilstm.io import sha256_file
 
     path = resolve_data_path(data)
+    more = (type_map, strict_spans)  # for every reading
     canonical = dev_data is None and test_data is None
     dev, test, n = [], [], 0
-    with iter_sentences(path, fmt, encoding, tag_column) as stream:
+    with iter_sentences(path, fmt, encoding, tag_column, True, *more) as stream:
         for n, sentence in enumerate(islice(stream, max_sentences), 1):
             split = canonical_split_of(n - 1) if canonical else "train"
             if split != "train":
                 (test if split == "test" else dev).append(sentence)
-        info = {"path": str(path), "sha256": sha256_file(path), "format": stream.format, "encoding": stream.encoding,
-                "sentences": n, "notes": list(stream.notes), "streamed": True}
+        info = _info(path, stream, n, type_map) | {"streamed": True}
     if n < (3 if canonical else 1):
         raise DataError(_none_in("train", n) if canonical else "no sentences found: nothing to train on", path=path)
-    train = StreamedTrain(path, fmt, encoding, tag_column, max_sentences, canonical)
+    train = StreamedTrain(path, fmt, encoding, tag_column, max_sentences, canonical, *more)
     if canonical:
         return Dataset(train, dev, test, {"train": info, "split": CANONICAL_SPLIT})
-    dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
-    test, test_info = read_file(test_data, fmt, encoding, tag_column) if test_data else ([], None)
+    dev, dev_info = read_file(dev_data, fmt, encoding, tag_column, None, *more) if dev_data else ([], None)
+    test, test_info = read_file(test_data, fmt, encoding, tag_column, None, *more) if test_data else ([], None)
     return Dataset(train, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
 
 
 def load_dataset(data: str | None, dev_data: str | None = None, test_data: str | None = None, fmt=None,
-                 encoding=None, tag_column: int = -1, max_sentences: int | None = None) -> Dataset:
+                 encoding=None, tag_column: int = -1, max_sentences: int | None = None, type_map=None,
+                 strict_spans: bool = False) -> Dataset:
     """One file: the canonical 80/10/10 split by sentence index (i % 10 == 0 test, == 1 dev).
-    Separate files: --data is train, --dev-data dev, --test-data test (CoNLL-2003 style)."""
+    Separate files: --data is train, --dev-data dev, --test-data test (CoNLL-2003 style).
+    ``type_map`` and ``strict_spans`` apply to every file (see :func:`readers.read_corpus`)."""
     path = resolve_data_path(data)
-    sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
+    more = (type_map, strict_spans)
+    sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences, *more)
     if dev_data is None and test_data is None:
         train, dev, test = split_canonical(sentences)
         if not train:
@@ -122,15 +144,16 @@ def load_dataset(data: str | None, dev_data: str | None = None, test_data: str |
         return Dataset(train, dev, test, {"train": info, "split": CANONICAL_SPLIT})
     if not sentences:
         raise DataError("no sentences found: nothing to train on", path=path)
-    dev, dev_info = read_file(dev_data, fmt, encoding, tag_column) if dev_data else ([], None)
-    test, test_info = read_file(test_data, fmt, encoding, tag_column) if test_data else ([], None)
+    dev, dev_info = read_file(dev_data, fmt, encoding, tag_column, None, *more) if dev_data else ([], None)
+    test, test_info = read_file(test_data, fmt, encoding, tag_column, None, *more) if test_data else ([], None)
     return Dataset(sentences, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
 
 
-def select_split(data: str | None, split: str, fmt=None, encoding=None, tag_column=-1, max_sentences=None):
+def select_split(data: str | None, split: str, fmt=None, encoding=None, tag_column=-1, max_sentences=None,
+                 type_map=None, strict_spans=False):
     """Sentences of one split of a file (``all``: every sentence) -> (sentences, info)."""
     path = resolve_data_path(data)
-    sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences)
+    sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences, type_map, strict_spans)
     if split != "all":
         train, dev, test = split_canonical(sentences)
         chosen = {"train": train, "dev": dev, "test": test}[split]

@@ -1,4 +1,5 @@
-"""Corpus readers and writers: GMB CSV, text/labels CSV and CoNLL.
+"""Corpus readers and writers: GMB CSV, text/labels CSV and CoNLL; and the dispatch to the
+character-span readers (JSON Lines, brat standoff: :mod:`nerbilstm.data.spans`).
 
 Every problem with the input file is reported as a :class:`~nerbilstm.errors.DataError`
 that names the file and the 1-based line (``PATH:LINE: message``); bad input never
@@ -23,6 +24,12 @@ Formats (see :data:`FORMATS`):
     whitespace: a token may contain a no-break space), the tag in column
     ``tag_column`` (default: the last), blank lines between sentences,
     ``-DOCSTART-`` lines ignored.
+``jsonl``, ``brat``
+    Documents with character-span entities (annotation tools' JSON Lines export; a directory of
+    brat ``NAME.txt`` + ``NAME.ann``), tokenized here: see :mod:`nerbilstm.data.spans`.
+
+Every reader takes a ``type_map`` (:class:`nerbilstm.tags.TypeMap`: rename or merge entity
+types as they are read, counted in a note).
 
 Encoding: with ``encoding=None`` the file is read as UTF-8 if all of it is valid
 UTF-8, else as cp1252 (the GMB file is cp1252), with a note saying so.  The decision
@@ -45,7 +52,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
 from nerbilstm.errors import DataError
-from nerbilstm.tags import count_b_starts, from_iobes, is_iob2_tag, is_scheme_tag, to_iob2
+from nerbilstm.tags import TypeMap, count_b_starts, from_iobes, is_iob2_tag, is_scheme_tag, to_iob2
 
 __all__ = [
     "FORMATS",
@@ -67,7 +74,7 @@ __all__ = [
     "write_text_labels_csv",
 ]
 
-FORMATS = ("gmb", "text-labels", "conll")
+FORMATS = ("gmb", "text-labels", "conll", "jsonl", "brat")
 
 GMB_HEADER = ("Sentence #", "Word", "POS", "Tag")
 
@@ -95,7 +102,7 @@ class Sentence:
 class Corpus:
     sentences: list[Sentence]
     path: str
-    format: str  # 'gmb' | 'text-labels' | 'conll'
+    format: str  # one of FORMATS
     encoding: str  # what was actually used
     notes: list[str] = field(default_factory=list)
     skipped: int = 0
@@ -174,9 +181,14 @@ def detect_format(path, encoding: str | None = None) -> str:
     ``gmb`` if it is the header ``Sentence #,Word,POS,Tag``; ``text-labels`` if it is a
     CSV header with the columns ``text`` and ``labels``; ``conll`` if it is a
     ``-DOCSTART-`` line or has two or more space/tab-separated columns one of which is
-    a tag.  The file extension plays no part.
+    a tag; ``jsonl`` if it is a JSON object with a ``"text"``; a directory is ``brat``.  The
+    file extension plays no part.
     """
+    from nerbilstm.data.spans import looks_like_jsonl
+
     path = str(path)
+    if os.path.isdir(path):
+        return "brat"
     text = _head_text(path, encoding)
     first = None
     lineno = 0
@@ -197,6 +209,8 @@ def detect_format(path, encoding: str | None = None) -> str:
         return "gmb"
     if {"text", "labels"} <= set(names):
         return "text-labels"
+    if looks_like_jsonl(first):
+        return "jsonl"
     stripped = first.strip(_CONLL_WS)
     if stripped.startswith("-DOCSTART-"):
         return "conll"
@@ -207,7 +221,7 @@ def detect_format(path, encoding: str | None = None) -> str:
         "cannot tell the format from the first line "
         f"{_shorten(first.strip(_ASCII_WS))!r}: expected the GMB header "
         "'Sentence #,Word,POS,Tag', a CSV header with columns 'text' and 'labels', "
-        "or CoNLL lines 'TOKEN ... TAG'",
+        "CoNLL lines 'TOKEN ... TAG', or JSON objects with a \"text\" and its spans",
         path=path,
         line=lineno,
     )
@@ -229,10 +243,14 @@ class SentenceStream(Iterator[Sentence]):
     :meth:`close`, to release the file early.
     """
 
-    def __init__(self, path, fmt=None, encoding=None, tag_column=-1, repair=True, _tokens_only=False):
+    def __init__(self, path, fmt=None, encoding=None, tag_column=-1, repair=True, _tokens_only=False,
+                 type_map=None, strict_spans=False):
         self.path = str(path)
         self._tokens_only = _tokens_only
-        _check_file(self.path)
+        if fmt == "brat" and not os.path.isdir(self.path):
+            raise DataError("the brat format reads a directory of NAME.txt + NAME.ann files", path=self.path)
+        if not (fmt in (None, "brat") and os.path.isdir(self.path)):
+            _check_file(self.path)
         if fmt is not None and fmt not in FORMATS:
             raise DataError(
                 f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", path=self.path
@@ -242,6 +260,8 @@ class SentenceStream(Iterator[Sentence]):
         self.encoding = self._explicit or "utf-8"
         self.tag_column = tag_column
         self.repair = repair
+        self.type_map = TypeMap.parse(type_map)
+        self.strict_spans = strict_spans  # jsonl, brat: refuse spans off token boundaries instead of snapping
         self.notes: list[str] = []
         self.skipped = 0
         self.repaired = 0
@@ -296,6 +316,8 @@ class SentenceStream(Iterator[Sentence]):
                     f"started an entity (after O, another type or at sentence start) into B- "
                     f"(first at line {self._first_repair_line})"
                 )
+        if self.type_map is not None:
+            self.notes.extend(self.type_map.notes())
 
     # ---------------------------------------------------------------- internals
 
@@ -303,6 +325,12 @@ class SentenceStream(Iterator[Sentence]):
         return DataError(message, path=self.path, line=line)
 
     def _generate(self) -> Iterator[Sentence]:
+        if self.format == "brat":
+            from nerbilstm.data.spans import read_brat
+
+            yield from read_brat(self)
+            self.finish()
+            return
         f = _open_binary(self.path)
         try:
             lines = self._lines(f)
@@ -310,6 +338,10 @@ class SentenceStream(Iterator[Sentence]):
                 yield from self._read_gmb(lines)
             elif self.format == "text-labels":
                 yield from self._read_text_labels(lines)
+            elif self.format == "jsonl":
+                from nerbilstm.data.spans import read_jsonl
+
+                yield from read_jsonl(self, lines)
             else:
                 yield from self._read_conll(lines)
         except OSError as e:
@@ -426,6 +458,8 @@ class SentenceStream(Iterator[Sentence]):
                 self.repaired += n
                 if self._first_repair_line is None:
                     self._first_repair_line = line
+        if self.type_map is not None:
+            tags = self.type_map(tags)
         self.sentences_read += 1
         return Sentence(tokens, tags, line)
 
@@ -591,14 +625,15 @@ class SentenceStream(Iterator[Sentence]):
             yield self._emit(tokens, tags, start)
 
 
-def iter_sentences(path, fmt=None, encoding=None, tag_column=-1, repair=True) -> SentenceStream:
+def iter_sentences(path, fmt=None, encoding=None, tag_column=-1, repair=True, type_map=None,
+                   strict_spans=False) -> SentenceStream:
     """Stream the sentences of a corpus file (constant memory).
 
     Returns a :class:`SentenceStream`: an iterator of :class:`Sentence` that also
     carries ``format``, ``encoding``, ``notes``, ``skipped`` and ``repaired``.
     Errors in the file are raised as :class:`DataError` when the reading reaches them.
     """
-    return SentenceStream(path, fmt, encoding, tag_column, repair)
+    return SentenceStream(path, fmt, encoding, tag_column, repair, type_map=type_map, strict_spans=strict_spans)
 
 
 def read_conll_tokens(path, encoding: str | None = None) -> list[list[str]]:
@@ -617,6 +652,8 @@ def read_corpus(
     tag_column: int = -1,
     max_sentences: int | None = None,
     repair: bool = True,
+    type_map=None,
+    strict_spans: bool = False,
 ) -> Corpus:
     """Read a whole corpus (or its first ``max_sentences`` sentences) into memory.
 
@@ -626,8 +663,10 @@ def read_corpus(
     holding the tag.  ``repair``: turn an ``I-x`` that starts an entity into ``B-x``
     (IOB1 -> IOB2), counted in ``Corpus.repaired`` and noted.  IOBES and BILOU tags are
     always rewritten as IOB2 (:func:`nerbilstm.tags.from_iobes`), counted in ``Corpus.converted`` and noted.
+    ``type_map``: ``"A=B,C=D"`` or a mapping, types renamed as read (:class:`nerbilstm.tags.TypeMap`).
+    ``strict_spans``: ``jsonl`` and ``brat`` refuse a span off token boundaries instead of snapping it.
     """
-    stream = iter_sentences(path, fmt, encoding, tag_column, repair)
+    stream = iter_sentences(path, fmt, encoding, tag_column, repair, type_map, strict_spans)
     sentences: list[Sentence] = []
     with stream:
         if max_sentences is None:

@@ -7,6 +7,7 @@ interface. This module wires the parts; it knows nothing of files or training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -129,6 +130,35 @@ class BiLSTMTagger(nn.Module):
         decoder raises ValueError)."""
         paths, scores = self.decoder.nbest(emissions, mask, k)
         return paths, (scores - self.decoder.log_partition(emissions, mask).unsqueeze(1)).exp()
+
+
+def parameter_shapes(config: ModelConfig, n_words: int, n_chars: int,
+                     n_labels: int) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every tensor of a ``BiLSTMTagger``'s state_dict, from the sizes alone:
+    nothing is allocated, and the layers come one by one, so that a reader can compare a config
+    claiming any size with a weights file's header before building the model."""
+    K, H = n_labels, config.hidden_size
+    yield "class_weights", (K,)
+    yield "word_embed.weight", (n_words, config.word_dim)
+    in_dim = config.word_dim
+    if config.char_dim > 0:
+        yield "char_cnn.embed.weight", (n_chars, config.char_dim)
+        yield "char_cnn.conv.weight", (config.char_filters, config.char_dim, config.char_kernel)
+        yield "char_cnn.conv.bias", (config.char_filters,)
+        in_dim += config.char_filters
+    if config.case_dim > 0:
+        yield "case_embed.weight", (len(CASES), config.case_dim)
+        in_dim += config.case_dim
+    for k in range(config.layers):
+        yield f"lstm.layers.{k}.weight_ih", (2, 4 * H, in_dim if k == 0 else 2 * H)
+        yield f"lstm.layers.{k}.weight_hh", (2, 4 * H, H)
+        yield f"lstm.layers.{k}.bias", (2, 4 * H)
+    yield "emission.weight", (K, 2 * H)
+    yield "emission.bias", (K,)
+    if config.decoder == "crf":
+        yield "crf.transitions", (K, K)
+        yield "crf.start_scores", (K,)
+        yield "crf.end_scores", (K,)
 
 
 @dataclass
