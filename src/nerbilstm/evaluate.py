@@ -41,3 +41,33 @@ def compare_taggers(tagger_a, tagger_b, sentences, samples: int = 1000, seed: in
     metrics_b, pred_b = evaluate_tagger(tagger_b, sentences, return_predictions=True)
     gold = [s.tags for s in sentences]
     return {"a": metrics_a, "b": metrics_b, "bootstrap": paired_bootstrap(gold, pred_a, pred_b, samples, seed)}
+
+
+def unknown_type_warnings(model_labels: Sequence[str], gold: Sequence[Sequence[str]]) -> list[str]:
+    """One warning for the gold entity types the model does not know (they can only be missed),
+    with how many gold entities they hold; a DataError when it knows none of them: its figures
+    on this data would be 0.0 and mean nothing."""
+    from collections import Counter
+
+    from nerbilstm.errors import DataError
+    from nerbilstm.tags import entity_spans, entity_type
+
+    known = {entity_type(label) for label in model_labels} - {None}
+    counts = Counter(kind for tags in gold for kind, _, _ in entity_spans(tags))
+    unknown = {kind: n for kind, n in sorted(counts.items()) if kind not in known}
+    if not unknown:
+        return []
+    if len(unknown) == len(counts):
+        raise DataError(f"the model knows none of the data's entity types: the model has {', '.join(sorted(known))}; "
+                        f"the data has {', '.join(unknown)}")
+    listed = ", ".join(f"{kind} ({n:,} gold entit{'ies' if n != 1 else 'y'})" for kind, n in unknown.items())
+    return [f"gold entity types the model does not know, counted as misses: {listed}"]
+
+
+def evaluate_on(tagger, sentences, scored: str, return_predictions: bool = False):
+    """evaluate_tagger, with ``scored`` (which sentences: see dataset.select_split) and the
+    warnings of unknown_type_warnings in the metrics (refused before tagging when it raises)."""
+    warnings = unknown_type_warnings(tagger.labels, [s.tags for s in sentences])
+    metrics, pred = evaluate_tagger(tagger, sentences, return_predictions=True)
+    metrics.update(scored=scored, warnings=warnings)
+    return (metrics, pred) if return_predictions else metrics

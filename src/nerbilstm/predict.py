@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from nerbilstm.config import ModelConfig, from_dict
 from nerbilstm.data.batching import Encoded, collate, encode, length_buckets
 from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
 from nerbilstm.data.vocab import Vocab
-from nerbilstm.errors import ModelFileError
+from nerbilstm.errors import ModelFileError, NerError
 from nerbilstm.io import CONFIG, WEIGHTS, finite_json, load_tensors, read_config, tensor_shapes, verify_weights
 from nerbilstm.model.tagger import BiLSTMTagger, parameter_shapes
 from nerbilstm.tags import entity_spans, entity_type
@@ -145,6 +146,30 @@ def _check_shapes(implied, shapes: dict[str, tuple[int, ...]], weights) -> None:
         raise mismatch(f"the file holds {', '.join(extra[:3])}{more}, which config.json does not imply")
 
 
+def _training_embeddings(config: dict, directory: Path):
+    """The pretrained table the model was trained with: the GloVe package, or a file that
+    config.json names (found as recorded, or beside the model); None, with a warning, where it
+    cannot be had: unseen words then get no pretrained vector."""
+    embeddings = config.get("embeddings")
+    source = embeddings.get("source") if isinstance(embeddings, dict) else None
+    if not source:
+        return None
+    from nerbilstm.embeddings import GLOVE_PACKAGE, load_embeddings
+
+    candidates = [source] if source == GLOVE_PACKAGE else [source, directory / Path(source).name]
+    for candidate in candidates:
+        if candidate == GLOVE_PACKAGE or Path(candidate).is_file():
+            try:
+                return load_embeddings(candidate)
+            except NerError as err:
+                logging.getLogger("nerbilstm").warning("%s: %s", directory, err)
+                return None
+    logging.getLogger("nerbilstm").warning(
+        "%s: the embeddings file %s it was trained with is not here (put it beside the model, or pass "
+        "pretrained=PATH): unseen words get no pretrained vector", directory, Path(source).name)
+    return None
+
+
 class Tagger:
     """A trained model ready to tag text.
 
@@ -168,7 +193,8 @@ class Tagger:
         """Load a model directory (safetensors + JSON; never pickle). None: the shipped default model.
 
         pretrained: "auto" loads the embedding table the model was trained with (so words never
-        seen in training still get their pretrained vectors), None skips it.
+        seen in training still get their pretrained vectors), a path loads that table instead (a
+        user's vectors file that moved), None skips it.
         """
         directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
         config = read_config(directory)  # its own checksum and the weights' are checked here and below
@@ -184,16 +210,11 @@ class Tagger:
                                  path=directory / "model.safetensors") from None
         model.to(device)
         if pretrained == "auto":
-            pretrained = None
-            embeddings = config.get("embeddings")
-            source = embeddings.get("source") if isinstance(embeddings, dict) else None
-            if source:
-                from nerbilstm.embeddings import load_embeddings
+            pretrained = _training_embeddings(config, directory)
+        elif isinstance(pretrained, (str, Path)):
+            from nerbilstm.embeddings import load_embeddings
 
-                try:
-                    pretrained = load_embeddings(source)
-                except Exception:  # a table that moved away only costs unseen words their vectors
-                    pretrained = None
+            pretrained = load_embeddings(pretrained)
         return cls(model, vocab, config, pretrained)
 
     def info(self) -> dict:

@@ -37,7 +37,9 @@ def _table(title: str, key_name: str, rows: dict, columns: list[tuple[str, str]]
 def render_evaluation(metrics: dict) -> str:
     """A readable multi-line report of :func:`metrics.evaluate_tags` output."""
     m = metrics
-    lines = [
+    lines = [f"scored: {m['scored']}"] if m.get("scored") else []
+    lines += [f"warning: {w}" for w in m.get("warnings", [])]
+    lines += [
         f"sentences: {m.get('n_sentences', 0)}   tokens: {m.get('n_tokens', 0)}"
         f"   gold entities: {m.get('entity_support', 0)}",
         "",
@@ -49,7 +51,7 @@ def render_evaluation(metrics: dict) -> str:
         "",
         f"{'token accuracy':<22}{m['token_accuracy']:>10.4f}",
         f"{'token macro-F1':<22}{m['token_macro_f1']:>10.4f}",
-        f"{'seed batch macro-F1':<22}{m['seed_batch_macro_f1']:>10.4f}",
+        f"{'batch-of-8 macro-F1':<22}{m['seed_batch_macro_f1']:>10.4f}",
         "",
     ]
     type_cols = [("precision", "precision"), ("recall", "recall"), ("f1", "F1")]
@@ -114,7 +116,7 @@ def render_info(info: dict) -> str:
         m = metrics.get(split)
         if isinstance(m, dict):
             figures = [("entity F1", "entity_f1"), ("token macro-F1", "token_macro_f1"),
-                       ("batch-of-8 figure", "seed_batch_macro_f1")]
+                       ("batch-of-8 macro-F1", "seed_batch_macro_f1")]
             rows.append((split, ", ".join(f"{name} {m[key]:.4f}" for name, key in figures
                                           if isinstance(m.get(key), float))))
     width = max(len(k) for k, _ in rows) + 2
@@ -124,7 +126,7 @@ def render_info(info: dict) -> str:
 def render_comparison(result: dict) -> str:
     """The text form of evaluate.compare_taggers' result: both models' figures, then the test."""
     boot = result["bootstrap"]
-    rows = [("", "entity F1", "token macro-F1", "batch-of-8", "model")]
+    rows = [("", "entity F1", "token macro-F1", "batch-of-8 macro-F1", "model")]
     for key in ("a", "b"):
         m = result[key]
         rows.append((key.upper(), f"{m['entity_f1']:.4f}", f"{m['token_macro_f1']:.4f}",

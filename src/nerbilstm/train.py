@@ -27,21 +27,22 @@ import torch
 from nerbilstm import __version__
 from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, restore_optimizer,
                                   save_checkpoint, set_rng_state)
-from nerbilstm.config import ConfigError, ModelConfig, TrainConfig, from_dict
+from nerbilstm.config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict
 from nerbilstm.data.batching import collate
 from nerbilstm.data.sources import InMemoryBatches, StreamedBatches, scan
 from nerbilstm.data.vocab import Vocab
+from nerbilstm.embeddings import GLOVE_PACKAGE, load_embeddings
 from nerbilstm.distributed import Context, gather_checksums, setup, share_flag
 from nerbilstm.errors import DataError, NerError
 from nerbilstm.evaluate import evaluate_tagger, label_set
 from nerbilstm.io import atomic_write_json, save_model_dir
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.predict import Tagger
+from nerbilstm.run_dir import TRAIN_LOG, check_run_id, claim_out_dir, new_run_id
 
 log = logging.getLogger("nerbilstm.train")
 
 HEADLINE = ("entity_f1", "entity_f1_strict", "token_macro_f1", "seed_batch_macro_f1")
-TRAIN_LOG = "train_log.jsonl"
 # ModelConfig fields a model started from --init-from may change; the rest is its architecture.
 CHANGEABLE_ON_INIT = ("decoder", "lstm_backend", "constrained")
 
@@ -121,6 +122,7 @@ class Run:
     best_state: dict | None = None
     average: dict | None = None
     started: float = field(default_factory=time.perf_counter)
+    data_config: dict | None = None  # the data options (absolute paths), for --resume
 
     @property
     def going(self) -> bool:
@@ -129,13 +131,14 @@ class Run:
     def checkpoint(self) -> None:
         if self.ctx.is_main:
             save_checkpoint(self.out_dir, self.model, self.optimizer, self.best_state,
-                            dict(self.run_config, progress=asdict(self.progress),
+                            dict(self.run_config, progress=asdict(self.progress), data_config=self.data_config,
                                  scheduler=self.scheduler.state_dict()), self.average)
 
 
 def train(train_sents, dev_sents, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
           test_sents=None, init_from: str | Path | None = None, data_info: dict | None = None,
-          progress: bool | None = None, plots: bool = True, resume: bool = False, ctx: Context | None = None) -> dict:
+          progress: bool | None = None, plots: bool = True, resume: bool = False, ctx: Context | None = None,
+          overwrite: bool = False, data_config: DataConfig | None = None) -> dict:
     """Train a tagger, keep the best epoch by dev entity F1, write it to ``out_dir``.
 
     Sentences are objects with ``tokens`` and ``tags``. Returns the final metrics dict (dev,
@@ -143,6 +146,8 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     ``out_dir/train_log.jsonl``; plots (learning curves, dev confusion matrix, tag distribution)
     are written there as PNG unless ``plots`` is False. ``resume`` continues from
     ``out_dir/checkpoint`` (same data required); the configs then come from the checkpoint.
+    Without ``resume``, a directory holding another run is refused unless ``overwrite``.
+    ``data_config`` (the data options, see train_files) is kept in the checkpoint for resume.
     ``init_from`` starts from a trained model's weights, vocabulary and architecture: see
     inherit_architecture for which ``model_config`` fields may differ from it.
 
@@ -151,17 +156,18 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     across the ranks, gradients are averaged so each step equals the one-process step on the
     same global batch, and rank 0 alone evaluates, logs and writes files (others return {}).
     """
-    from nerbilstm.embeddings import load_embeddings
-
     ctx = ctx or setup(train_config.device)
     out_dir = Path(out_dir)
-    saved = open_run_dir(out_dir, resume, data_info, ctx)
+    log_to_stderr_by_default()
+    saved = open_run_dir(out_dir, resume, overwrite, data_info, ctx)
     model_config, cfg = saved.configs() if saved else (model_config, train_config)
     prepare_process(cfg, ctx)
     pretrained = load_embeddings(cfg.embeddings)
     data = scan_training_data(train_sents, cfg.min_word_count)
     model, vocab, model_config = make_model(train_sents, data, model_config, cfg, pretrained, init_from, saved)
     run = start_run(out_dir, ctx, model, vocab, model_config, cfg, pretrained, data_info, progress, saved)
+    run.data_config = asdict(data_config) if data_config is not None else (saved.state.get("data_config")
+                                                                            if saved else None)
     source = batch_source(train_sents, vocab, cfg, data.n_sentences)
     while run.going:
         epoch = run_epoch(run, source)
@@ -173,17 +179,34 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
 # ----------------------------------------------------------------------------- before the first epoch
 
 
-def open_run_dir(out_dir: Path, resume: bool, data_info: dict | None, ctx: Context) -> ResumePoint | None:
-    """Create ``out_dir``; with ``resume``, read its checkpoint, which must be of the same data."""
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+def open_run_dir(out_dir: Path, resume: bool, overwrite: bool, data_info: dict | None,
+                 ctx: Context) -> ResumePoint | None:
+    """Claim ``out_dir`` for a fresh run (run_dir.claim_out_dir); with ``resume``, read its
+    checkpoint, which must be of this directory's run and of the same data files."""
     if not resume:
+        if ctx.is_main:
+            claim_out_dir(out_dir, overwrite)
         return None
     saved = ResumePoint(*read_checkpoint(out_dir))
-    if data_info and saved.state.get("data", {}).get("train", {}).get("sha256") != \
-            data_info.get("train", {}).get("sha256"):
-        raise DataError("the training data differs from the data of the run being resumed", path=out_dir)
+    check_run_id(out_dir, saved.state.get("run_id"))
+    for split, now in (data_info or {}).items():
+        then = saved.state.get("data", {}).get(split)
+        if isinstance(now, dict) and isinstance(then, dict) and now.get("sha256") != then.get("sha256"):
+            raise DataError(f"the {split} data ({Path(str(now.get('path'))).name}) differs from the data of the "
+                            "run being resumed (checksums differ)", path=out_dir)
     return saved
+
+
+def log_to_stderr_by_default() -> None:
+    """Progress reaches the user from Python as from the CLI: where logging is not configured
+    at all, the ``nerbilstm`` logger gets a stderr handler at INFO (configured logging wins)."""
+    logger = logging.getLogger("nerbilstm")
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
 
 
 def prepare_process(cfg: TrainConfig, ctx: Context) -> None:
@@ -302,13 +325,12 @@ def start_run(out_dir: Path, ctx: Context, model: BiLSTMTagger, vocab: Vocab, mo
     optimizer = make_optimizer(model, cfg)
     run = Run(out_dir, ctx, cfg, model, net, vocab, Tagger(model, vocab, {}, pretrained), pretrained, optimizer,
               torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay),
-              run_config={"model": asdict(model_config), "training": asdict(cfg), "vocab": vocab.to_dict(),
+              run_config={"run_id": saved.state.get("run_id") if saved else new_run_id(),
+                          "model": asdict(model_config), "training": asdict(cfg), "vocab": vocab.to_dict(),
                           "data": data_info or {}},
               show_bar=ctx.is_main and (sys.stderr.isatty() if progress is None else progress))
     if saved is not None:
         restore_run(run, saved)
-    elif ctx.is_main:
-        (out_dir / TRAIN_LOG).unlink(missing_ok=True)
     return run
 
 
@@ -447,7 +469,7 @@ def running_average(average: dict | None, weights: dict, count: int) -> dict:
 def epoch_record(run: Run, epoch: Epoch, dev: dict, dev_raw: dict | None, n_train: int) -> dict:
     """The epoch's line of train_log.jsonl (``dev_raw``: the unaveraged weights' dev metrics)."""
     state = run.progress
-    record = {"epoch": state.epoch, "train_loss": state.epoch_loss * run.ctx.world_size / n_train,
+    record = {"run_id": run.run_config["run_id"], "epoch": state.epoch, "train_loss": state.epoch_loss * run.ctx.world_size / n_train,
               "lr": run.optimizer.param_groups[0]["lr"], "train_seconds": round(epoch.train_seconds, 2),
               "tokens_per_s": round(epoch.tokens / epoch.train_seconds, 1),
               "elapsed_seconds": round(time.perf_counter() - run.started, 2)}
@@ -514,8 +536,12 @@ def finish_run(run: Run, dev_sents, test_sents, tag_counts: Counter, plots: bool
 def write_model(run: Run, metrics: dict) -> None:
     """The model directory (weights, config.json, metrics.json); the checkpoint is removed."""
     pretrained = run.pretrained
-    config = dict(run.run_config, nerbilstm_version=__version__, labels=run.vocab.labels,
-                  embeddings={"source": pretrained.source, "checksum": pretrained.checksum, "dim": pretrained.dim},
+    # config.json names files, never this machine's folders (the checkpoint, removed now, kept them).
+    data = {split: dict(part, path=Path(part["path"]).name) if isinstance(part, dict) and part.get("path") else part
+            for split, part in run.run_config["data"].items()}
+    source = pretrained.source if pretrained.source == GLOVE_PACKAGE else Path(pretrained.source).name
+    config = dict(run.run_config, data=data, nerbilstm_version=__version__, labels=run.vocab.labels,
+                  embeddings={"source": source, "checksum": pretrained.checksum, "dim": pretrained.dim},
                   metrics={k: _headline(v) if isinstance(v, dict) else v for k, v in metrics.items()},
                   history=run.progress.history)
     save_model_dir(run.out_dir, run.model.state_dict(), config)
@@ -538,3 +564,38 @@ def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- from files (nerbilstm train)
+
+
+def train_files(data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig, out_dir: str | Path,
+                *, resume: bool = False, overwrite: bool = False, init_from: str | Path | None = None,
+                distributed: bool = False, progress: bool | None = None, plots: bool = True) -> dict:
+    """What ``nerbilstm train`` does: settle the run directory (run_dir.py) before reading any
+    data (a resumed run takes its data options from its checkpoint), read the corpus files,
+    then ``train``. -> the metrics (rank 0; other ranks of a distributed run get {})."""
+    from nerbilstm.data.dataset import load_from_config
+    from nerbilstm.distributed import teardown
+    from nerbilstm.run_dir import absolute_paths, resume_point
+
+    out_dir = Path(out_dir)
+    model_config.validate()
+    train_config.validate()
+    if resume:
+        _, data_config = resume_point(out_dir, data_config)
+    else:
+        claim_out_dir(out_dir, overwrite)
+        data_config = absolute_paths(data_config)
+    data = load_from_config(data_config, streamed=bool(train_config.stream_chunk))
+    log.info("sentences: %s train, %d dev, %d test",
+             "streamed" if train_config.stream_chunk else len(data.train), len(data.dev), len(data.test))
+    ctx = setup(train_config.device, distributed)
+    if not ctx.is_main:
+        logging.getLogger("nerbilstm").setLevel(logging.WARNING)  # rank 0 alone logs
+    try:
+        return train(data.train, data.dev, model_config, train_config, out_dir, test_sents=data.test,
+                     init_from=init_from, data_info=data.info, progress=progress, plots=plots, resume=resume,
+                     ctx=ctx, overwrite=True, data_config=data_config)
+    finally:
+        teardown(ctx)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nerbilstm.errors import DataError
+
+log = logging.getLogger("nerbilstm")
 
 DATA_ENV = "NERBILSTM_DATA"
 WHERE_TO_GET = ("get the Kaggle corpus 'Annotated Corpus for Named Entity Recognition' (ner_dataset.csv) "
@@ -149,20 +152,37 @@ def load_dataset(data: str | None, dev_data: str | None = None, test_data: str |
     return Dataset(sentences, dev, test, {"train": info, "dev": dev_info, "test": test_info, "split": "files"})
 
 
-def select_split(data: str | None, split: str, fmt=None, encoding=None, tag_column=-1, max_sentences=None,
-                 type_map=None, strict_spans=False):
-    """Sentences of one split of a file (``all``: every sentence) -> (sentences, info)."""
+def select_split(data: str | None, split: str | None, fmt=None, encoding=None, tag_column=-1, max_sentences=None,
+                 type_map=None, strict_spans=False, training_sha256: str | None = None):
+    """Sentences of one split of a file (``all``: every sentence) -> (sentences, info).
+
+    ``split`` None: the canonical test split of the corpus a model was trained on (the file whose
+    sha256 is ``training_sha256``), all of any other file. ``info["scored"]`` says in words which
+    sentences were taken ("all 1,885 sentences of dev.conll")."""
     path = resolve_data_path(data)
     sentences, info = read_file(path, fmt, encoding, tag_column, max_sentences, type_map, strict_spans)
-    if split != "all":
-        train, dev, test = split_canonical(sentences)
-        chosen = {"train": train, "dev": dev, "test": test}[split]
-        if not chosen:
-            raise DataError(_none_in(split, len(sentences)), path=path)
-        return chosen, info
-    if not sentences:
-        raise DataError("no sentences found: nothing to evaluate", path=path)
-    return sentences, info
+    if split is None:
+        split = "test" if training_sha256 is not None and info["sha256"] == training_sha256 else "all"
+    name, n = Path(path).name, len(sentences)
+    if split == "all":
+        if not sentences:
+            raise DataError("no sentences found: nothing to evaluate", path=path)
+        log_notes({"data": info})
+        return sentences, dict(info, split="all", scored=f"all {n:,} sentences of {name}")
+    chosen = dict(zip(("train", "dev", "test"), split_canonical(sentences)))[split]
+    if not chosen:
+        raise DataError(_none_in(split, n), path=path)
+    log_notes({"data": info})
+    return chosen, dict(info, split=split, scored=f"canonical {split} split: {len(chosen):,} of {n:,} sentences "
+                                                 f"of {name}")
+
+
+def log_notes(info: dict) -> None:
+    """Log what the readers noted (repairs, skipped rows, encoding) for each file of ``info``."""
+    for part in info.values():
+        if isinstance(part, dict):
+            for note in part.get("notes", []):
+                log.info("%s: %s", part.get("path"), note)
 
 
 def _none_in(split: str, n: int) -> str:
@@ -170,3 +190,12 @@ def _none_in(split: str, n: int) -> str:
         return "no sentences found"
     return (f"the {split} split is empty: the file has only {n} sentence{'s' if n != 1 else ''} and the "
             f"canonical split takes {SPLIT_RULE}")
+
+
+def load_from_config(config, streamed: bool = False) -> Dataset:
+    """The train / dev / test sentences a DataConfig names (``streamed``: see stream_dataset)."""
+    loader = stream_dataset if streamed else load_dataset
+    data = loader(config.data, config.dev_data, config.test_data, config.format, config.encoding, config.tag_column,
+                  config.max_sentences, config.type_map, config.strict_spans)
+    log_notes(data.info)
+    return data
