@@ -469,6 +469,37 @@ def default_workers() -> int:
     return max(2, min(4, os.cpu_count() or 1))
 
 
+def _add_page_routes(app: FastAPI) -> None:
+    """The web page, the offline API docs and their static files."""
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="nerbilstm API",
+                                   swagger_js_url="/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg",
+                                   swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _model_info(tagger, server: dict) -> dict:
+    """Tagger.info() without the model's directory (a path of the serving machine), with the
+    entity types described and the server's settings."""
+    info = {k: v for k, v in tagger.info().items() if k != "path"}
+    return finite_json({**info, "entity_descriptions": {t: ENTITY_TYPES.get(t, t) for t in info["entity_types"]},
+                        "server": server})
+
+
 def _count_tokens(texts: list[str]) -> int:
     from nerbilstm.data.tokenizer import tokenize
 
@@ -542,13 +573,9 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
                            workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
                            max_texts=max_batch_texts, max_chars=max_batch_chars, max_tokens=max_tokens,
                            count_tokens=_count_tokens)
-    # Tagger.info() without the model's directory (a path of the serving machine).
-    info = {k: v for k, v in tagger.info().items() if k != "path"}
-    model_info = finite_json({**info,
-                              "entity_descriptions": {t: ENTITY_TYPES.get(t, t) for t in info["entity_types"]},
-                              "server": {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
-                                         "max_tokens_per_request": max_tokens,
-                                         "workers": batcher.workers, "batch_window_ms": batch_window_ms}})
+    model_info = _model_info(tagger, {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
+                                      "max_tokens_per_request": max_tokens, "workers": batcher.workers,
+                                      "batch_window_ms": batch_window_ms})
 
     app = FastAPI(
         title="nerbilstm",
@@ -599,24 +626,7 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
-                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="nerbilstm API",
-                                   swagger_js_url="/static/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger-ui.css",
-                                   swagger_favicon_url="/static/favicon.svg",
-                                   swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0})
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> FileResponse:
-        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_page_routes(app)
     return app
 
 
