@@ -14,12 +14,19 @@ and are not counted. Exit status 1 when any request failed or the time ran out.
     python benchmarks/load_test.py                              # shipped model, 1000 x 16
     python benchmarks/load_test.py --model runs/crf -n 2000 -c 32
     python benchmarks/load_test.py --url http://127.0.0.1:8000  # a server you started
+    python benchmarks/load_test.py -n 200 -c 4 --heavy 20       # small requests beside 20 heavy ones
+
+With --heavy H, H more clients keep one heavy request each in flight for the whole run (a body
+of about 98 KB, about 49,000 short tokens: within the server's default limits), each giving up
+after --heavy-timeout seconds (default 5) and posting again; the latency figures are those of
+the small requests, and "heavy" reports how many heavy ones were answered and abandoned.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import socket
@@ -34,6 +41,7 @@ import httpx
 
 MAX_REQUESTS = 100_000
 MAX_CONCURRENCY = 256
+MAX_HEAVY = 64
 MAX_SECONDS = 1800.0
 STARTUP_SECONDS = 180.0
 ALLOWED_HOSTS = ("127.0.0.1", "localhost")
@@ -90,6 +98,26 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[rank - 1]
 
 
+def heavy_text(max_bytes: int = 98_000) -> str:
+    """Ordinary-looking text of short tokens, about 2 bytes a token: the most work a body can ask for."""
+    unit = "I a 5 , A b . "
+    return (unit * (max_bytes // len(unit)))[:max_bytes].strip()
+
+
+async def heavy_client(base: str, timeout: float, stop: asyncio.Event, counts: dict) -> None:
+    """Keep one heavy request in flight until ``stop``; give up on each after ``timeout`` seconds."""
+    body = {"text": heavy_text()}
+    async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=timeout) as client:
+        while not stop.is_set():
+            try:
+                r = await client.post("/api/tag", json=body)
+                counts["answered" if r.status_code == 200 else f"http_{r.status_code}"] += 1
+            except httpx.TimeoutException:
+                counts["abandoned"] += 1
+            except httpx.HTTPError as err:
+                counts[type(err).__name__] += 1
+
+
 def check_local_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname not in ALLOWED_HOSTS:
@@ -128,7 +156,8 @@ def wait_until_up(base: str, proc: subprocess.Popen | None, log_path: Path | Non
     raise SystemExit(f"load_test: {base}/healthz did not answer within {STARTUP_SECONDS:.0f} s")
 
 
-async def run_load(base: str, n: int, concurrency: int, time_limit: float, warmup: int) -> dict:
+async def run_load(base: str, n: int, concurrency: int, time_limit: float, warmup: int,
+                   heavy: int = 0, heavy_timeout: float = 5.0) -> dict:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     errors: list[str] = []
@@ -160,12 +189,17 @@ async def run_load(base: str, n: int, concurrency: int, time_limit: float, warmu
                 except (httpx.HTTPError, ValueError, KeyError) as err:
                     errors.append(f"{type(err).__name__}: {err}"[:200])
 
+        stop, counts = asyncio.Event(), collections.Counter()
+        heavy_tasks = [asyncio.create_task(heavy_client(base, heavy_timeout, stop, counts)) for _ in range(heavy)]
+        if heavy:
+            await asyncio.sleep(1.0)  # let them reach the server
         started = time.perf_counter()
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         done, pending = await asyncio.wait(tasks, timeout=time_limit)
-        for task in pending:
+        stop.set()
+        for task in [*pending, *heavy_tasks]:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending, *heavy_tasks, return_exceptions=True)
         for task in done:
             if task.exception() is not None:
                 errors.append(f"client error: {task.exception()!r}"[:200])
@@ -184,6 +218,9 @@ async def run_load(base: str, n: int, concurrency: int, time_limit: float, warmu
         "throughput_rps": round(len(latencies) / wall, 1) if wall > 0 else None,
         "wall_s": round(wall, 2), "timed_out": bool(pending), "entities_found": entities,
         "error_samples": errors[:5], "warmup_requests": warmup,
+        **({"heavy": {"clients": heavy, "body_bytes": len(json.dumps({"text": heavy_text()})),
+                      "tokens_about": len(heavy_text().split()), "timeout_s": heavy_timeout, **counts}}
+           if heavy else {}),
     }
 
 
@@ -198,7 +235,15 @@ def main(argv=None) -> int:
     p.add_argument("--time-limit", type=float, default=300.0,
                    help=f"seconds for the measured run (default 300, max {MAX_SECONDS:.0f})")
     p.add_argument("--warmup", type=int, default=16, help="uncounted requests sent first (default 16, max 1000)")
+    p.add_argument("--heavy", type=int, default=0,
+                   help=f"heavy requests kept in flight beside the measured ones (default 0, max {MAX_HEAVY})")
+    p.add_argument("--heavy-timeout", type=float, default=5.0,
+                   help="seconds a heavy client waits before it gives up and posts again (default 5)")
     args = p.parse_args(argv)
+    if not 0 <= args.heavy <= MAX_HEAVY:
+        p.error(f"--heavy must be within 0..{MAX_HEAVY}")
+    if not 0 < args.heavy_timeout <= 600:
+        p.error("--heavy-timeout must be within (0, 600]")
     if not 1 <= args.requests <= MAX_REQUESTS:
         p.error(f"--requests must be within 1..{MAX_REQUESTS}")
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
@@ -224,7 +269,8 @@ def main(argv=None) -> int:
         proc = start_server(model, port, log_path)
     try:
         wait_until_up(base, proc, log_path)
-        result = asyncio.run(run_load(base, args.requests, args.concurrency, args.time_limit, args.warmup))
+        result = asyncio.run(run_load(base, args.requests, args.concurrency, args.time_limit, args.warmup,
+                                      args.heavy, args.heavy_timeout))
     finally:
         if proc is not None:
             proc.terminate()

@@ -21,15 +21,16 @@ def tiny_tagger(out, seed: int = 13) -> Tagger:
 
 
 @contextlib.contextmanager
-def live_server(app):
-    """uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
+def live_server(app, config=None):
+    """uvicorn on a free 127.0.0.1 port in a thread; yields the base URL. config: a
+    uvicorn.Config for ``app`` (its host and port are not used), default uvicorn's defaults."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(config or uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

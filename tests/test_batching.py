@@ -84,3 +84,26 @@ def test_casing_classes(word, case):
 def test_batch_to_moves_every_tensor(vocab):
     batch = collate([encode(SENTENCES[0], vocab, TAGS[0])]).to("cpu")
     assert isinstance(batch.words, torch.Tensor) and batch.tags is not None
+
+
+def test_token_cache_is_bounded_by_bytes_and_skips_long_tokens(vocab, monkeypatch):
+    import sys
+
+    import nerbilstm.data.batching as batching
+
+    long_tokens = [f"{i:05d}" + "x" * 100_000 for i in range(20)]
+    for tok in long_tokens:
+        assert encode([tok], vocab).words == [1]
+    assert len(vocab.token_cache) == 0  # long tokens are encoded each time, never remembered
+    limit = 50_000
+    monkeypatch.setattr(batching, "CACHE_MAX_BYTES", limit)
+    words = [f"w{i}" for i in range(5_000)]
+    for i in range(0, len(words), 50):
+        encoded = encode(words[i:i + 50], vocab)
+        assert encoded.words == [1] * 50 and encoded.cases == [casing(w) for w in words[i:i + 50]]
+        cache = vocab.token_cache
+        size = sum(sys.getsizeof(t) + sys.getsizeof(e) + sys.getsizeof(e[1]) for t, e in cache.items())
+        assert 0 < size <= limit, size
+    again = encode(["Paris", words[-1], long_tokens[0]], vocab)  # cached or not, the same ids
+    assert again.words == [vocab.word_index["paris"], 1, 1]
+    assert again.chars[0] == tuple(vocab.char_index[c] for c in "Paris")

@@ -103,6 +103,38 @@ BRUTE_CASES = [
 
 
 @pytest.mark.parametrize("exact_paths", [False, True])
+@pytest.mark.parametrize("how", ["no_grad", "frozen_parameters", "inference_mode"])
+@pytest.mark.parametrize("K,lengths", BRUTE_CASES + [(5, [3, 2])])
+def test_no_gradient_path_against_enumeration(seed, K, lengths, how, exact_paths, monkeypatch):
+    """log_partition and the NLL when no gradient is wanted (no posteriors kept) match enumeration."""
+    if exact_paths:
+        monkeypatch.setattr(crf_module, "_threshold", lambda dtype: float("inf"))
+    else:
+        monkeypatch.setattr(crf_module, "_log_scan", lambda *a: pytest.fail("_log_scan used"))
+    crf = make_crf(K, torch.float64, labels=IOB_LABELS if K == 5 else None)
+    emissions, tags, mask = make_batch(lengths, K, torch.float64, scale=2.0)
+    paths = enumerate_paths(crf, emissions, mask)
+    trans, start, end = effective_params(crf)
+    expected_z = torch.tensor([logsumexp([s for s, _ in ps]) for ps in paths], dtype=torch.float64)
+    gold = torch.tensor([path_score(emissions[b, :L].tolist(), tags[b, :L].tolist(), trans, start, end)
+                         for b, L in enumerate(lengths)], dtype=torch.float64)
+    wanted = []
+    monkeypatch.setattr(crf_module, "_grad_wanted", lambda *a, f=crf_module._grad_wanted: wanted.append(f(*a)) or f(*a))
+    if how == "frozen_parameters":
+        crf.requires_grad_(False)
+        context = torch.enable_grad()
+    else:
+        context = torch.no_grad() if how == "no_grad" else torch.inference_mode()
+    with context:
+        log_z = crf.log_partition(emissions, mask)
+        nll = crf.neg_log_likelihood(emissions, tags, mask)
+    assert len(wanted) == 2 and not any(wanted), "the gradient path was taken"
+    assert not log_z.requires_grad and not nll.requires_grad
+    torch.testing.assert_close(log_z, expected_z, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(nll, expected_z - gold, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("exact_paths", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("K,lengths", BRUTE_CASES)
 def test_against_enumeration(seed, K, lengths, dtype, exact_paths, monkeypatch):

@@ -20,6 +20,7 @@ with warnings.catch_warnings():
 from nerbilstm.errors import NerError
 from nerbilstm.serve.app import ENTITY_TYPES, STATIC_DIR, create_app
 
+from offsets import check_entity_offsets
 from servers import live_server, tiny_tagger
 
 
@@ -72,8 +73,8 @@ def test_single_text_entities_and_offsets(client):
     for tok in doc["tokens"]:
         assert text[tok["start"]:tok["end"]] == tok["text"]
         assert 0.0 <= tok["prob"] <= 1.0 and tok["tag"] in client.app.state.tagger.labels
+    check_entity_offsets(text, doc)
     for ent in doc["entities"]:
-        assert text[ent["start"]:ent["end"]] == ent["text"]
         assert 0.0 <= ent["score"] <= 1.0
     found = {(e["text"], e["label"]) for e in doc["entities"]}
     assert {("John Smith", "per"), ("Paris", "geo"), ("Monday", "tim")} <= found
@@ -83,8 +84,7 @@ def test_offsets_count_code_points(client):
     text = "Zoë 🙂 said so. Mary Jones visited Tokyo on Friday.\nAnna Berg visited New York on Sunday."
     doc = tag(client, text=text)["results"][0]
     assert doc["entities"], doc
-    for ent in doc["entities"]:
-        assert text[ent["start"]:ent["end"]] == ent["text"]
+    check_entity_offsets(text, doc)
     assert ("New York", "geo") in {(e["text"], e["label"]) for e in doc["entities"]}
 
 
@@ -94,8 +94,7 @@ def test_texts_list_keeps_order_and_shape(client):
     assert [d["text"] for d in body["results"]] == texts
     for text, doc in zip(texts, body["results"]):
         assert set(doc) >= {"text", "tokens", "entities", "sentences"}
-        for ent in doc["entities"]:
-            assert text[ent["start"]:ent["end"]] == ent["text"]
+        check_entity_offsets(text, doc)
     assert body["results"][1]["tokens"] == [] and body["results"][1]["entities"] == []
     assert {"Tokyo", "Mary Jones"} <= {e["text"] for e in body["results"][0]["entities"]}
 
@@ -304,8 +303,7 @@ def test_parallel_requests_all_succeed_with_their_own_results(tagger):
         assert status == 200
         doc = body["results"][0]
         assert doc["text"] == text
-        for ent in doc["entities"]:
-            assert text[ent["start"]:ent["end"]] == ent["text"]
+        check_entity_offsets(text, doc)
 
 
 def test_slow_request_does_not_hold_up_others(tagger):

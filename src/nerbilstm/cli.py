@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
     p.add_argument("--max-body-bytes", type=int, default=100_000,
                    help="larger request bodies get 413 (default: 100000)")
+    p.add_argument("--max-tokens-per-request", type=int, help="more tokens get 413 (default: half the body limit)")
+    p.add_argument("--max-connections", type=int, default=512, help="open connections; beyond: 503 (default: 512)")
+    p.add_argument("--keep-alive", type=int, default=5, help="idle connections close after (default: 5 s)")
+    p.add_argument("--any-host", action="store_true", help="on a loopback address, answer any Host header too "
+                   "(default: only localhost, 127.x, [::1], against DNS rebinding)")
 
     p = sub.add_parser("export", help="export a model as one TorchScript or ONNX file", formatter_class=_formatter,
                        description="Write the tagger (emissions and Viterbi/argmax decoding) as one file that "
@@ -345,7 +350,9 @@ def cmd_serve(args) -> int:
         from nerbilstm.serve.app import serve
     except ImportError as err:
         raise NerError(f"serving needs the serve extra ({err}): pip install 'nerbilstm[serve]'") from None
-    serve(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    serve(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes, any_host=args.any_host,
+          max_tokens_per_request=args.max_tokens_per_request, max_connections=args.max_connections,
+          keep_alive_s=args.keep_alive)
     return 0
 
 

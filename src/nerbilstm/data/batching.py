@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 from dataclasses import dataclass, fields
 from typing import Sequence
 
@@ -51,24 +52,44 @@ class Batch:
         return self.mask.sum(1)
 
 
-_TOKEN_CACHE_LIMIT = 500_000  # distinct tokens remembered per vocabulary
+CACHE_MAX_TOKEN_CHARS = 64  # longer tokens are encoded each time, never remembered
+CACHE_MAX_BYTES = 64 * 2**20  # about this much memory per vocabulary; emptied when full
+
+
+class TokenCache(dict):
+    """token -> (word id, char ids, casing class), with a running estimate of its size in bytes."""
+
+    nbytes = 0
+
+
+def _entry_bytes(token: str, chars: tuple) -> int:
+    # the key string, the char tuple, the entry tuple and the dict slot; ints below 256 are shared
+    return sys.getsizeof(token) + sys.getsizeof(chars) + 200
 
 
 def encode(tokens: Sequence[str], vocab: Vocab, tags: Sequence[str] | None = None) -> Encoded:
     """Map one sentence to ids. Unknown tags must be caught by the caller (see check_labels).
 
-    The ids of each distinct token are computed once per vocabulary and remembered.
+    The ids of each distinct token of at most CACHE_MAX_TOKEN_CHARS characters are computed
+    once per vocabulary and remembered, in a cache of at most about CACHE_MAX_BYTES.
     """
     cache = vocab.token_cache
+    if not isinstance(cache, TokenCache):
+        cache = vocab.token_cache = TokenCache(cache)
+        cache.nbytes = sum(_entry_bytes(t, e[1]) for t, e in cache.items())
     char_index = vocab.char_index
     ids = []
     for t in tokens:
         entry = cache.get(t)
         if entry is None:
-            if len(cache) >= _TOKEN_CACHE_LIMIT:
-                cache.clear()
-            entry = cache[t] = (vocab.word_id(t), tuple(char_index.get(c, 1) for c in t[:MAX_WORD_CHARS]),
-                                casing(t))
+            entry = (vocab.word_id(t), tuple(char_index.get(c, 1) for c in t[:MAX_WORD_CHARS]), casing(t))
+            if len(t) <= CACHE_MAX_TOKEN_CHARS:
+                size = _entry_bytes(t, entry[1])
+                if cache.nbytes + size > CACHE_MAX_BYTES:
+                    cache.clear()
+                    cache.nbytes = 0
+                cache[t] = entry
+                cache.nbytes += size
         ids.append(entry)
     return Encoded(
         tokens=list(tokens),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import json
 import logging
 import os
@@ -18,7 +19,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -126,43 +128,71 @@ class _Job:
     chars: int
 
 
+class TooManyTokens(Exception):
+    """A request whose texts have more tokens than the server's budget per request (answered 413)."""
+
+
 class MicroBatcher:
     """Run ``tag(texts) -> docs`` for concurrent requests in a pool of ``workers`` threads,
     putting requests that wait at the same time into one call.
 
     A request waits up to ``window_s`` for company while a worker is free; while all workers
     are busy requests queue, and the queue leaves (up to ``max_texts`` texts or ``max_chars``
-    characters a call, at least one request) as soon as a worker frees. ``finish(docs)`` runs
-    in the worker thread on each request's share of the output (here: JSON encoding, so big
-    responses are not encoded on the event loop). A failing batch is retried request by
-    request, so one bad request fails alone.
+    characters a call, at least one request) as soon as a worker frees. Requests of at most
+    ``small_chars`` characters (a bound on their tokens) go first, in calls of at most
+    ``small_chars * 8`` characters, and bigger ones never hold more than ``workers - 1``
+    workers, so a small request is not queued behind big ones. A request whose client has gone
+    is dropped from the queue. ``finish(docs)`` runs in the worker thread on each request's
+    share of the output (here: JSON encoding, so big responses are not encoded on the event
+    loop). A request with more than ``max_tokens`` tokens (counted by ``count_tokens``) fails
+    with TooManyTokens, untagged. A failing batch is retried request by request, so one bad
+    request fails alone.
     """
 
     def __init__(self, tag: Callable[[list[str]], list[dict]], finish: Callable[[list[dict]], Any],
-                 workers: int, window_s: float = 0.001, max_texts: int = 64, max_chars: int = 50_000):
+                 workers: int, window_s: float = 0.001, max_texts: int = 64, max_chars: int = 50_000,
+                 small_chars: int = 2_000, max_tokens: int | None = None,
+                 count_tokens: Callable[[list[str]], int] | None = None):
         self._tag = tag
         self._finish = finish
         self.workers = max(1, int(workers))
         self.window_s = max(0.0, float(window_s))
         self.max_texts = max(1, int(max_texts))
         self.max_chars = max(1, int(max_chars))
+        self.small_chars = max(0, int(small_chars))
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
+        self._count_tokens = count_tokens
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: deque[_Job] = deque()
-        self._busy = 0
+        self._small: deque[_Job] = deque()
+        self._large: deque[_Job] = deque()
+        self._busy = self._busy_large = 0
         self._timer: asyncio.Handle | None = None
         self.calls = 0  # tagger calls made, for tests and curiosity
         self.batched_requests = 0
 
-    async def submit(self, texts: list[str]) -> Any:
+    async def submit(self, texts: list[str], gone: Awaitable | None = None) -> Any:
+        """The finished output for ``texts``. ``gone``: completes when the client disconnects;
+        the request is then dropped (if not being tagged yet) and ClientGone raised."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first request, or a new event loop (test clients start their own)
-            self._loop, self._pending, self._busy, self._timer = loop, deque(), 0, None
+            self._loop, self._small, self._large, self._timer = loop, deque(), deque(), None
+            self._busy = self._busy_large = 0
         job = _Job(texts, loop.create_future(), sum(len(t) for t in texts))
-        self._pending.append(job)
+        (self._small if job.chars <= self.small_chars else self._large).append(job)
         if self._busy < self.workers and self._timer is None:
             self._timer = loop.call_later(self.window_s, self._on_timer)
-        return await job.future
+        if gone is None:
+            return await job.future
+        watcher = asyncio.ensure_future(gone)
+        try:
+            await asyncio.wait({job.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if not job.future.done():
+            job.future.cancel()  # left in the queue: skipped when its turn comes
+            raise ClientGone()
+        return job.future.result()
 
     def shutdown(self) -> None:
         """Stop the worker threads (after the calls running now); the next request starts new ones."""
@@ -175,35 +205,41 @@ class MicroBatcher:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self._pending and self._busy < self.workers:
-            batch = self._take()
+        large_lanes = max(1, self.workers - 1)
+        while self._busy < self.workers:
+            large = False
+            batch = self._take(self._small, min(self.max_chars, 8 * max(1, self.small_chars)))
+            if not batch and self._busy_large < large_lanes:
+                batch, large = self._take(self._large, self.max_chars), True
             if not batch:
                 break
             self._busy += 1
+            self._busy_large += large
             self.calls += 1
             self.batched_requests += len(batch)
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="nerbilstm-tag")
             fut = self._loop.run_in_executor(self._executor, self._run, [job.texts for job in batch])
-            fut.add_done_callback(functools.partial(self._finished, batch))
+            fut.add_done_callback(functools.partial(self._finished, batch, large))
 
-    def _take(self) -> list[_Job]:
+    def _take(self, queue: deque[_Job], max_chars: int) -> list[_Job]:
         batch: list[_Job] = []
         n_texts = n_chars = 0
-        while self._pending:
-            job = self._pending[0]
+        while queue:
+            job = queue[0]
             if job.future.done():  # the client went away
-                self._pending.popleft()
+                queue.popleft()
                 continue
-            if batch and (n_texts + len(job.texts) > self.max_texts or n_chars + job.chars > self.max_chars):
+            if batch and (n_texts + len(job.texts) > self.max_texts or n_chars + job.chars > max_chars):
                 break
-            batch.append(self._pending.popleft())
+            batch.append(queue.popleft())
             n_texts += len(job.texts)
             n_chars += job.chars
         return batch
 
-    def _finished(self, batch: list[_Job], fut: asyncio.Future) -> None:
+    def _finished(self, batch: list[_Job], large: bool, fut: asyncio.Future) -> None:
         self._busy -= 1
+        self._busy_large -= large
         try:
             results = fut.result()
         except BaseException as err:  # noqa: BLE001 - handed to each waiting request
@@ -219,15 +255,33 @@ class MicroBatcher:
                 job.future.set_result(result)
         self._dispatch()
 
+    def _over_budget(self, texts: list[str]) -> TooManyTokens | None:
+        budget = self.max_tokens
+        if budget is None or self._count_tokens is None or sum(len(t) for t in texts) <= budget:
+            return None  # a token has at least one character
+        n = self._count_tokens(texts)
+        if n <= budget:
+            return None
+        return TooManyTokens(f"the request has {n} tokens, more than the limit of {budget} tokens per "
+                             "request: send the text in smaller parts")
+
     def _run(self, groups: list[list[str]]) -> list[Any]:
-        """In a worker thread: tag all texts in one call, hand each request its share."""
+        """In a worker thread: refuse requests over the token budget, tag the others in one call."""
+        out: list[Any] = [self._over_budget(g) for g in groups]
+        ok = [k for k, err in enumerate(out) if err is None]
+        for k, result in zip(ok, self._run_groups([groups[k] for k in ok])):
+            out[k] = result
+        return out
+
+    def _run_groups(self, groups: list[list[str]]) -> list[Any]:
+        """Tag all texts of ``groups`` in one call, hand each request its share."""
         flat = [t for g in groups for t in g]
         try:
             docs = self._tag(flat) if flat else []
         except Exception as err:
             if len(groups) == 1:
                 return [err]
-            return [self._run([g])[0] for g in groups]
+            return [self._run_groups([g])[0] for g in groups]
         out, i = [], 0
         for g in groups:
             try:
@@ -238,8 +292,28 @@ class MicroBatcher:
         return out
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request was answered."""
+
+
+def json_bytes(value: Any, **kwargs) -> bytes:
+    """UTF-8 JSON; strings with lone surrogates (valid JSON text, not UTF-8) are written as
+    \\uXXXX escapes, so a client gets back exactly the code points it sent."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, **kwargs).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, allow_nan=False, **kwargs).encode()
+
+
 def _encode_results(docs: list[dict]) -> bytes:
-    return json.dumps({"results": docs}, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return json_bytes({"results": docs}, separators=(",", ":"))
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSONResponse that survives lone surrogates and non-finite numbers (written as null)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(finite_json(content), separators=(",", ":"))
 
 
 # ----------------------------------------------------------------------------- middleware
@@ -250,20 +324,48 @@ def _json_bytes(status: int, body: dict) -> tuple[list[tuple[bytes, bytes]], byt
     return [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())], payload
 
 
+def is_loopback(host: str | None) -> bool:
+    """True for localhost, 127.x.x.x and ::1 (a Host header's name, brackets and port allowed)."""
+    if not host:
+        return False
+    try:
+        name = urlsplit("//" + host).hostname or ""
+    except ValueError:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class GuardMiddleware:
     """Plain ASGI middleware, outermost of ours.
 
-    * Request bodies over ``max_body_bytes`` get 413, judged by Content-Length when given and
-      by the bytes actually received (a chunked or lying client is cut off at the limit).
-      The body is read here, within the limit, and replayed to the app.
+    * Request bodies over ``max_body_bytes`` get 413, judged by Content-Length when given
+      (before any of the body is read) and by the bytes actually received (a chunked or lying
+      client is cut off at the limit). The body is read here, within the limit, and replayed.
+    * ``check_host``: answer only requests whose ``Host`` header is a loopback name (403
+      otherwise), against DNS rebinding; None: do so when the server's own address is loopback.
     * Any exception that escapes the app is logged with its traceback and answered with a JSON
       500 (when no response has started yet), so clients never see a bare error page.
     * Every response gets ``X-Content-Type-Options: nosniff``.
     """
 
-    def __init__(self, app, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+    def __init__(self, app, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, check_host: bool | None = None):
         self.app = app
         self.max_body_bytes = int(max_body_bytes)
+        self.check_host = check_host
+
+    def _host_refused(self, scope) -> bool:
+        check = self.check_host
+        if check is None:
+            check = is_loopback(str((scope.get("server") or ("",))[0]))
+        if not check:
+            return False
+        hosts = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"]
+        return len(hosts) != 1 or not is_loopback(hosts[0])
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -283,6 +385,9 @@ class GuardMiddleware:
             await send_wrapper({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
 
+        if self._host_refused(scope):
+            return await reply(403, {"error": "this server answers only requests addressed to a loopback "
+                                              "host (localhost, 127.0.0.1 or [::1])"})
         limit = self.max_body_bytes
         too_large = {"error": f"request body is larger than the limit of {limit} bytes"}
         length = None
@@ -364,90 +469,8 @@ def default_workers() -> int:
     return max(2, min(4, os.cpu_count() or 1))
 
 
-def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
-               workers: int | None = None, batch_window_ms: float = 1.0, max_batch_texts: int = 64,
-               max_batch_chars: int = 50_000) -> FastAPI:
-    """The FastAPI app around a tagger.
-
-    tagger_or_model_dir: a loaded ``Tagger`` (or anything with ``__call__(list[str])``,
-    ``labels`` and ``info()``), a model directory, or None for the shipped default model.
-    """
-    if tagger_or_model_dir is None or isinstance(tagger_or_model_dir, (str, os.PathLike)):
-        from nerbilstm.predict import Tagger
-
-        tagger = Tagger.load(tagger_or_model_dir)
-    else:
-        tagger = tagger_or_model_dir
-    batcher = MicroBatcher(lambda texts: tagger(list(texts)), _encode_results,
-                           workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
-                           max_texts=max_batch_texts, max_chars=max_batch_chars)
-    # Tagger.info() without the model's directory (a path of the serving machine).
-    info = {k: v for k, v in tagger.info().items() if k != "path"}
-    model_info = finite_json({**info,
-                              "entity_descriptions": {t: ENTITY_TYPES.get(t, t) for t in info["entity_types"]},
-                              "server": {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
-                                         "workers": batcher.workers, "batch_window_ms": batch_window_ms}})
-
-    app = FastAPI(
-        title="nerbilstm",
-        version=__version__,
-        summary="Named-entity recognition with a BiLSTM-CRF",
-        description=(
-            "`POST /api/tag` takes `{\"text\": \"...\"}` or `{\"texts\": [\"...\", ...]}` and always answers "
-            "`{\"results\": [doc, ...]}`, one doc per text. Offsets (`start`, `end`) count Unicode code "
-            "points into that text, so `text[start:end]` is the entity in Python.\n\n"
-            f"Errors are JSON `{{\"error\": message}}`: 413 for a body over {int(max_body_bytes)} bytes, "
-            "422 for malformed JSON or a wrong shape (with `detail`)."),
-        docs_url=None, redoc_url=None,  # /docs is ours below: same Swagger UI, files served from here
-        lifespan=_lifespan,
-    )
-    app.state.tagger = tagger
-    app.state.batcher = batcher
-    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        errors = jsonable_encoder(exc.errors())
-        message = _validation_message(errors)
-        content_type = request.headers.get("content-type", "")
-        if request.method == "POST" and "json" not in content_type.lower():
-            message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'})"
-        return JSONResponse({"error": message, "detail": errors}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(NerError)
-    async def _ner_error(request: Request, exc: NerError):
-        return JSONResponse({"error": str(exc)}, status_code=422)
-
-    errors_doc = {413: {"model": ErrorOut, "description": "request body too large"},
-                  422: {"model": ErrorOut, "description": "malformed JSON or wrong shape"}}
-
-    @app.post("/api/tag", response_model=TagResponse, responses=errors_doc, tags=["tagging"],
-              summary="Tag one text or a list of texts")
-    async def tag(body: TagRequest) -> Response:
-        """Tokens with their tags, and entities with character offsets, label, text and score.
-
-        The answer has the same shape for both forms of request: `{"results": [doc, ...]}`.
-        An empty text gives a doc with no tokens and no entities.
-        """
-        texts = [body.text] if body.text is not None else list(body.texts or [])
-        if not texts:
-            return Response(_encode_results([]), media_type="application/json")
-        payload = await batcher.submit(texts)
-        return Response(payload, media_type="application/json")
-
-    @app.get("/api/model", tags=["model"], summary="The loaded model: labels, configuration, metrics")
-    async def model() -> dict:
-        """Labels and entity types, model and training configuration and evaluation metrics of the
-        loaded model (its vocabulary is left out), and the server's limits."""
-        return model_info
-
-    @app.get("/healthz", tags=["model"], summary="Liveness: the model is loaded and the server answers")
-    async def healthz() -> dict:
-        return {"status": "ok"}
+def _add_page_routes(app: FastAPI) -> None:
+    """The web page, the offline API docs and their static files."""
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -467,16 +490,172 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _model_info(tagger, server: dict) -> dict:
+    """Tagger.info() without the model's directory (a path of the serving machine), with the
+    entity types described and the server's settings."""
+    info = {k: v for k, v in tagger.info().items() if k != "path"}
+    return finite_json({**info, "entity_descriptions": {t: ENTITY_TYPES.get(t, t) for t in info["entity_types"]},
+                        "server": server})
+
+
+def _count_tokens(texts: list[str]) -> int:
+    from nerbilstm.data.tokenizer import tokenize
+
+    return sum(len(tokenize(t)) for t in texts)
+
+
+def _parse_error(exc: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not parse a body it answers with 400 "error parsing the body", or None."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 text (byte {cause.object[cause.start]:#04x} at offset {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "arrays or objects are nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "a number has too many digits (at most 4300)"
+    return str(cause)[:200] if isinstance(cause, ValueError) else None
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON ``{"error": message}``: 422 for bodies that are not valid requests."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = finite_json(jsonable_encoder(exc.errors()))
+        message = _validation_message(errors)
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type.lower():
+            message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'})"
+        return SafeJSONResponse({"error": message, "detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        reason = _parse_error(exc)
+        if reason is not None:
+            return SafeJSONResponse({"error": f"body is not valid JSON: {reason}",
+                                     "detail": [{"type": "json_invalid", "loc": ["body"], "msg": reason}]},
+                                    status_code=422)
+        return SafeJSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(NerError)
+    async def _ner_error(request: Request, exc: NerError):
+        return SafeJSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.exception_handler(TooManyTokens)
+    async def _too_many_tokens(request: Request, exc: TooManyTokens):
+        return SafeJSONResponse({"error": str(exc)}, status_code=413)
+
+
+def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
+               workers: int | None = None, batch_window_ms: float = 1.0, max_batch_texts: int = 64,
+               max_batch_chars: int = 50_000, max_tokens_per_request: int | None = None,
+               check_host: bool | None = None) -> FastAPI:
+    """The FastAPI app around a tagger.
+
+    tagger_or_model_dir: a loaded ``Tagger`` (or anything with ``__call__(list[str])``,
+    ``labels`` and ``info()``), a model directory, or None for the shipped default model.
+    max_tokens_per_request: requests with more tokens get 413 (default: half of
+    ``max_body_bytes``, which ordinary text within the body limit never reaches: a token and
+    the space after it take 2 bytes at least). check_host: see GuardMiddleware.
+    """
+    if tagger_or_model_dir is None or isinstance(tagger_or_model_dir, (str, os.PathLike)):
+        from nerbilstm.predict import Tagger
+
+        tagger = Tagger.load(tagger_or_model_dir)
+    else:
+        tagger = tagger_or_model_dir
+    max_tokens = int(max_tokens_per_request or max(1, int(max_body_bytes) // 2))
+    batcher = MicroBatcher(lambda texts: tagger(list(texts)), _encode_results,
+                           workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
+                           max_texts=max_batch_texts, max_chars=max_batch_chars, max_tokens=max_tokens,
+                           count_tokens=_count_tokens)
+    model_info = _model_info(tagger, {"nerbilstm_version": __version__, "max_body_bytes": int(max_body_bytes),
+                                      "max_tokens_per_request": max_tokens, "workers": batcher.workers,
+                                      "batch_window_ms": batch_window_ms})
+
+    app = FastAPI(
+        title="nerbilstm",
+        version=__version__,
+        summary="Named-entity recognition with a BiLSTM-CRF",
+        description=(
+            "`POST /api/tag` takes `{\"text\": \"...\"}` or `{\"texts\": [\"...\", ...]}` and always answers "
+            "`{\"results\": [doc, ...]}`, one doc per text. Offsets (`start`, `end`) count Unicode code "
+            "points into that text, so `text[start:end]` is the entity in Python.\n\n"
+            f"Errors are JSON `{{\"error\": message}}`: 413 for a body over {int(max_body_bytes)} bytes "
+            f"or over {max_tokens} tokens, 422 for malformed JSON or a wrong shape (with `detail`)."),
+        docs_url=None, redoc_url=None,  # /docs is ours below: same Swagger UI, files served from here
+        lifespan=_lifespan, default_response_class=SafeJSONResponse,
+    )
+    app.state.tagger = tagger
+    app.state.batcher = batcher
+    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes, check_host=check_host)
+
+    _add_error_handlers(app)
+
+    errors_doc = {413: {"model": ErrorOut, "description": "request body too large, or too many tokens"},
+                  422: {"model": ErrorOut, "description": "malformed JSON or wrong shape"}}
+
+    @app.post("/api/tag", response_model=TagResponse, responses=errors_doc, tags=["tagging"],
+              summary="Tag one text or a list of texts")
+    async def tag(body: TagRequest, request: Request) -> Response:
+        """Tokens with their tags, and entities with character offsets, label, text and score.
+
+        The answer has the same shape for both forms of request: `{"results": [doc, ...]}`.
+        An empty text gives a doc with no tokens and no entities.
+        """
+        texts = [body.text] if body.text is not None else list(body.texts or [])
+        if not texts:
+            return Response(_encode_results([]), media_type="application/json")
+        try:
+            payload = await batcher.submit(texts, gone=request.receive())
+        except ClientGone:
+            return Response(status_code=499)  # nobody is listening
+        return Response(payload, media_type="application/json")
+
+    @app.get("/api/model", tags=["model"], summary="The loaded model: labels, configuration, metrics")
+    async def model() -> dict:
+        """Labels and entity types, model and training configuration and evaluation metrics of the
+        loaded model (its vocabulary is left out), and the server's limits."""
+        return model_info
+
+    @app.get("/healthz", tags=["model"], summary="Liveness: the model is loaded and the server answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    _add_page_routes(app)
     return app
+
+
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_KEEP_ALIVE_S = 5
+
+
+def server_config(app, host: str = "127.0.0.1", port: int = 8000, *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                  keep_alive_s: int = DEFAULT_KEEP_ALIVE_S, log_level: str = "info"):
+    """uvicorn's settings: at most ``max_connections`` open connections (a request on one more
+    is answered 503), idle keep-alive connections closed after ``keep_alive_s`` seconds."""
+    import uvicorn
+
+    # uvicorn answers 503 once the open connections (this one included) reach limit_concurrency
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=int(max_connections) + 1,
+                          timeout_keep_alive=int(keep_alive_s))
 
 
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, workers: int | None = None,
-          torch_threads: int | None = None, log_level: str = "info") -> None:
+          torch_threads: int | None = None, log_level: str = "info", *,
+          max_tokens_per_request: int | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+          keep_alive_s: int = DEFAULT_KEEP_ALIVE_S, any_host: bool = False) -> None:
     """Load the model once and serve it with uvicorn until interrupted.
 
     Torch's intra-op threads are set so the tagging threads share the cores without
     oversubscribing them: cores // workers each (at least 1), unless ``torch_threads`` says.
+    Bound to a loopback address, only requests with a loopback Host header are answered
+    (against DNS rebinding) unless ``any_host``.
     """
     import torch
     import uvicorn
@@ -487,10 +666,14 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     workers = workers or default_workers()
     threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
     torch.set_num_threads(threads)
-    app = create_app(tagger, max_body_bytes=max_body_bytes, workers=workers)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    loopback = is_loopback(f"[{host}]" if ":" in host else host)
+    app = create_app(tagger, max_body_bytes=max_body_bytes, workers=workers,
+                     max_tokens_per_request=max_tokens_per_request, check_host=loopback and not any_host)
+    if not loopback:
         log.warning("listening on %s: anyone who can reach this address can use the server", host)
-    log.info("model %s: %d labels; %d tagging threads x %d torch threads; body limit %d bytes",
-             model_dir or "(default)", len(tagger.labels), workers, threads, max_body_bytes)
+    log.info("model %s: %d labels; %d tagging threads x %d torch threads; body limit %d bytes, %d tokens; "
+             "at most %d connections, idle ones closed after %g s", model_dir or "(default)", len(tagger.labels),
+             workers, threads, max_body_bytes, app.state.batcher.max_tokens, max_connections, keep_alive_s)
     log.info("open http://%s:%d/ (API docs at /docs)", f"[{host}]" if ":" in host else host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(server_config(app, host, port, max_connections=max_connections, keep_alive_s=keep_alive_s,
+                                 log_level=log_level)).run()
