@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl: one JSON object per "
                         "record (JSON Lines; json is the same); spans: Prodigy-style JSON Lines of entity "
                         "spans, for annotation tools (default: inline)")
-    p.add_argument("--batch-size", type=int, default=256, help="records tagged at a time (default: 256)")
+    p.add_argument("--batch-size", type=int, default=256, help="sentences per forward pass (default: 256)")
     p.add_argument("--nbest", type=int, default=0, metavar="K",
                    help="with --output-format jsonl: the K best tag sequences of each sentence with their "
                         "probabilities (CRF models)")
@@ -328,10 +328,11 @@ def cmd_predict(args) -> int:
     if args.nbest and args.output_format not in ("jsonl", "json"):
         raise NerError(f"--nbest needs --output-format jsonl (the {args.output_format} output has no place for it)")
     tagger = Tagger.load(args.model)
+    tagger.batch_size = args.batch_size
     if args.nbest and tagger.model.config.decoder != "crf":
         raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
     inp = open_input(args.texts, args.input, args.input_format, args.encoding)
-    write_tagged(tagger, inp, sys.stdout, args.output_format, args.batch_size, args.nbest,
+    write_tagged(tagger, inp, sys.stdout, args.output_format, nbest=args.nbest,
                  progress=not args.no_progress and sys.stderr.isatty())
     return 0
 

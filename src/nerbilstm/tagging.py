@@ -26,6 +26,9 @@ log = logging.getLogger("nerbilstm")
 
 INPUT_FORMATS = ("auto", "text", "conll")
 DETECT_LINES = 20  # non-blank lines looked at to tell CoNLL from text
+# Records read and tagged at a time: enough for the tagger's length buckets to be tight (little
+# padding), few enough that the first records appear within a second or two.
+READ_AHEAD = 2048
 
 
 @dataclass
@@ -101,20 +104,42 @@ def _progress_bar(inp: Input, show: bool):
         bar.close()
 
 
-def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", batch_size: int = 256, nbest: int = 0,
+def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", read_ahead: int = READ_AHEAD, nbest: int = 0,
                  progress: bool = False) -> int:
-    """Tag ``inp``'s records with ``tagger``, ``batch_size`` records at a time, and write them to
-    ``out`` in ``fmt`` (see report.render_documents), flushed after each batch. -> records written."""
+    """Tag ``inp``'s records with ``tagger``, ``read_ahead`` records at a time, and write them to
+    ``out`` in ``fmt`` (see report.render_documents), flushed after each batch. -> records written.
+    (The tagger groups the sentences of each chunk by length into its own batches.)"""
     written = 0
     records = iter(inp.records)
     with _progress_bar(inp, progress) as bar:
-        while chunk := list(islice(records, batch_size)):
+        while chunk := list(islice(records, read_ahead)):
             docs = tagger.tag_documents(chunk, nbest)
             out.write(render_documents(docs, fmt))
             out.flush()
             written += len(docs)
+            del docs
+            _release_freed_memory()
             if bar is not None:
                 bar.update(inp.lines.bytes_read - bar.n)
     for note in inp.notes():
         log.warning("%s: %s", inp.name, note)
     return written
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system after a chunk (glibc keeps them otherwise:
+    the big transient tensors of one chunk would stay in the process's footprint for good)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018  (glibc only)
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
