@@ -9,6 +9,8 @@ pre-tokenized input in every variant, so that all of them tag the very same toke
 * ``spacy_pipe``: ``nlp.pipe(docs, batch_size=N)`` over ``Doc(nlp.vocab, words=tokens)`` in a
   ``spacy.blank("en")`` pipeline with the ``nerbilstm`` component (the Docs are built outside
   the timing; the component sets ``doc.ents`` and the score extensions);
+* ``spacy_one_at_a_time``: the same through ``nlp.pipe(docs, batch_size=1)``: one tagging call
+  per sentence, what a component without its own ``pipe`` would cost;
 * ``spacy_text``: ``nlp.pipe(texts)`` on the tokens joined by spaces, spaCy's tokenizer
   included (its tokens may differ a little from GMB's).
 
@@ -53,11 +55,13 @@ def main() -> None:
     nlp.get_pipe("nerbilstm")._tagger = tagger  # the same loaded model in every variant
     texts = [" ".join(tokens) for tokens in sentences]
 
-    def spacy_pipe():
-        docs = [Doc(nlp.vocab, words=tokens) for tokens in sentences]
-        started = time.perf_counter()
-        n = sum(len(d.ents) for d in nlp.pipe(docs, batch_size=args.batch_size))
-        return time.perf_counter() - started, n
+    def spacy_pipe(batch_size):
+        def run():
+            docs = [Doc(nlp.vocab, words=tokens) for tokens in sentences]
+            started = time.perf_counter()
+            n = sum(len(d.ents) for d in nlp.pipe(docs, batch_size=batch_size))
+            return time.perf_counter() - started, n
+        return run
 
     def timed(fn):
         def run():
@@ -70,7 +74,8 @@ def main() -> None:
         "tagged_sentences": timed(lambda: sum(len(r.entity_probs) for r in
                                               tagger.tagged_sentences(sentences, with_confidence=True))),
         "tag_tokens": timed(lambda: sum(len(d["entities"]) for d in tagger.tag_tokens(sentences))),
-        "spacy_pipe": spacy_pipe,
+        "spacy_pipe": spacy_pipe(args.batch_size),
+        "spacy_one_at_a_time": spacy_pipe(1),
         "spacy_text": timed(lambda: sum(len(d.ents) for d in nlp.pipe(texts, batch_size=args.batch_size))),
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
@@ -89,7 +94,7 @@ def main() -> None:
     base = statistics.median(seconds["tag_tokens"])
     result["relative_to_tag_tokens"] = {k: round(statistics.median(v) / base, 3) for k, v in seconds.items()}
     for name in variants:
-        print(f"{name:18s} {result['median_seconds'][name]:7.3f} s  {result['sentences_per_s'][name]:6d} sent/s  "
+        print(f"{name:20s} {result['median_seconds'][name]:7.3f} s  {result['sentences_per_s'][name]:6d} sent/s  "
               f"{entities[name]} entities")
     print(json.dumps(result))
 
