@@ -37,6 +37,7 @@ from nerbilstm.evaluate import evaluate_tagger, label_set
 from nerbilstm.io import atomic_write_json, save_model_dir
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.predict import Tagger
+from nerbilstm.tensorboard_log import TensorBoardLog, require_tensorboard
 
 log = logging.getLogger("nerbilstm.train")
 
@@ -103,7 +104,8 @@ class Run:
 
     ``net`` is ``model`` or its DistributedDataParallel wrapper; ``best_state`` and ``average``
     the best weights so far and the running average (--average-from); ``run_config`` what
-    config.json and every checkpoint record (configs, vocabulary, data)."""
+    config.json and every checkpoint record (configs, vocabulary, data); ``tensorboard`` the
+    event-file writer (rank 0, with --tensorboard)."""
 
     out_dir: Path
     ctx: Context
@@ -121,6 +123,7 @@ class Run:
     best_state: dict | None = None
     average: dict | None = None
     started: float = field(default_factory=time.perf_counter)
+    tensorboard: TensorBoardLog | None = None
 
     @property
     def going(self) -> bool:
@@ -189,6 +192,8 @@ def open_run_dir(out_dir: Path, resume: bool, data_info: dict | None, ctx: Conte
 def prepare_process(cfg: TrainConfig, ctx: Context) -> None:
     """Check the recipe (ConfigError), then set torch's threads and seed every RNG."""
     cfg.validate()
+    if cfg.tensorboard and ctx.is_main:
+        require_tensorboard()
     if cfg.amp == "bf16" and ctx.device.type != "cuda":
         raise ConfigError("{amp} bf16 needs a CUDA device ({device} cuda)", ("amp", "device"))
     if cfg.threads:
@@ -309,6 +314,8 @@ def start_run(out_dir: Path, ctx: Context, model: BiLSTMTagger, vocab: Vocab, mo
         restore_run(run, saved)
     elif ctx.is_main:
         (out_dir / TRAIN_LOG).unlink(missing_ok=True)
+    if cfg.tensorboard and ctx.is_main:
+        run.tensorboard = TensorBoardLog(cfg.tensorboard)
     return run
 
 
@@ -463,6 +470,8 @@ def log_epoch(run: Run, record: dict, dev: dict, train_seconds: float) -> None:
     run.progress.history.append(record)
     with open(run.out_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+    if run.tensorboard is not None:
+        run.tensorboard.epoch(record)
     log.info("epoch %d: loss %.4f, dev entity F1 %.4f, token macro-F1 %.4f, %.0f tok/s, %.0f s",
              record["epoch"], record["train_loss"], dev.get("entity_f1", float("nan")),
              dev.get("token_macro_f1", float("nan")), record["tokens_per_s"], train_seconds)
@@ -502,6 +511,8 @@ def finish_run(run: Run, dev_sents, test_sents, tag_counts: Counter, plots: bool
     if test_sents:
         metrics["test"] = evaluate_tagger(run.tagger, test_sents)
     write_model(run, metrics)
+    if run.tensorboard is not None:
+        run.tensorboard.finish(run.run_config, metrics)
     if plots:
         from nerbilstm.plots import write_run_plots
 
