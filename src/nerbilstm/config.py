@@ -114,6 +114,8 @@ class TrainConfig:
     checkpoint_every: int = option(0, "also write a checkpoint every N batches (0: after every epoch only)")
     average_from: int = option(0, "> 0: from this epoch on, evaluate and keep the running average of the "
                                   "weights after each epoch")
+    tensorboard: str | None = option(None, "also write TensorBoard event files into this directory "
+                                           "(the extra: pip install 'nerbilstm[tensorboard]')")
 
     def validate(self) -> None:
         """Raise ConfigError for a value out of range."""

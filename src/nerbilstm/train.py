@@ -39,6 +39,7 @@ from nerbilstm.io import atomic_write_json, save_model_dir
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.predict import Tagger
 from nerbilstm.run_dir import TRAIN_LOG, check_run_id, claim_out_dir, new_run_id
+from nerbilstm.tensorboard_log import TensorBoardLog, require_tensorboard
 
 log = logging.getLogger("nerbilstm.train")
 
@@ -104,7 +105,8 @@ class Run:
 
     ``net`` is ``model`` or its DistributedDataParallel wrapper; ``best_state`` and ``average``
     the best weights so far and the running average (--average-from); ``run_config`` what
-    config.json and every checkpoint record (configs, vocabulary, data)."""
+    config.json and every checkpoint record (configs, vocabulary, data); ``tensorboard`` the
+    event-file writer (rank 0, with --tensorboard)."""
 
     out_dir: Path
     ctx: Context
@@ -123,6 +125,7 @@ class Run:
     average: dict | None = None
     started: float = field(default_factory=time.perf_counter)
     data_config: dict | None = None  # the data options (absolute paths), for --resume
+    tensorboard: TensorBoardLog | None = None
 
     @property
     def going(self) -> bool:
@@ -212,6 +215,8 @@ def log_to_stderr_by_default() -> None:
 def prepare_process(cfg: TrainConfig, ctx: Context) -> None:
     """Check the recipe (ConfigError), then set torch's threads and seed every RNG."""
     cfg.validate()
+    if cfg.tensorboard and ctx.is_main:
+        require_tensorboard()
     if cfg.amp == "bf16" and ctx.device.type != "cuda":
         raise ConfigError("{amp} bf16 needs a CUDA device ({device} cuda)", ("amp", "device"))
     if cfg.threads:
@@ -331,6 +336,8 @@ def start_run(out_dir: Path, ctx: Context, model: BiLSTMTagger, vocab: Vocab, mo
               show_bar=ctx.is_main and (sys.stderr.isatty() if progress is None else progress))
     if saved is not None:
         restore_run(run, saved)
+    if cfg.tensorboard and ctx.is_main:
+        run.tensorboard = TensorBoardLog(cfg.tensorboard)
     return run
 
 
@@ -485,6 +492,8 @@ def log_epoch(run: Run, record: dict, dev: dict, train_seconds: float) -> None:
     run.progress.history.append(record)
     with open(run.out_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+    if run.tensorboard is not None:
+        run.tensorboard.epoch(record)
     log.info("epoch %d: loss %.4f, dev entity F1 %.4f, token macro-F1 %.4f, %.0f tok/s, %.0f s",
              record["epoch"], record["train_loss"], dev.get("entity_f1", float("nan")),
              dev.get("token_macro_f1", float("nan")), record["tokens_per_s"], train_seconds)
@@ -524,6 +533,8 @@ def finish_run(run: Run, dev_sents, test_sents, tag_counts: Counter, plots: bool
     if test_sents:
         metrics["test"] = evaluate_tagger(run.tagger, test_sents)
     write_model(run, metrics)
+    if run.tensorboard is not None:
+        run.tensorboard.finish(run.run_config, metrics)
     if plots:
         from nerbilstm.plots import write_run_plots
 
