@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from nerbilstm import __version__
-from nerbilstm.config import DataConfig, ModelConfig, TrainConfig
+from nerbilstm.config import DataConfig, ModelConfig, ServeConfig, TrainConfig
 from nerbilstm.errors import NerError
 from nerbilstm.tagging import INPUT_FORMATS
 
@@ -54,7 +54,8 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip=()) -> None:
     for f in fields(cls):
         if f.name in skip:
             continue
-        flag, default, meta = "--" + f.name.replace("_", "-"), f.default, f.metadata
+        default, meta = f.default, f.metadata
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         text = meta.get("help", "")
         if "default" not in text:
             text = f"{text} (default: {default})".strip()
@@ -65,6 +66,16 @@ def _add_config_flags(p: argparse.ArgumentParser, cls, skip=()) -> None:
             p.add_argument(flag, dest=f.name, type=kind, default=default, choices=meta.get("choices"), help=text)
 
 
+def _command(sub, name: str, help: str, description: str, *examples: str) -> argparse.ArgumentParser:
+    """A subcommand with its help line, description and examples."""
+    return sub.add_parser(name, help=help, description=description, formatter_class=_formatter,
+                          epilog="examples:\n" + "".join(f"  {e}\n" for e in examples))
+
+
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nerbilstm", formatter_class=_formatter,
@@ -72,59 +83,55 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  nerbilstm predict \"Angela Merkel met Emmanuel Macron in Paris on Monday.\"\n"
                "  nerbilstm train --data ner_dataset.csv --out runs/crf\n"
-               "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split test --json\n")
+               "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --json\n")
     parser.add_argument("--version", action="version", version=f"nerbilstm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_train_parser, _add_scoring_parsers, _add_predict_parser, _add_model_parsers):
+        add(sub)
+    return parser
 
-    p = sub.add_parser("train", help="train a tagger", formatter_class=_formatter,
-                       description="Train a BiLSTM-CRF (or softmax) tagger; keeps the best epoch by dev entity F1.",
-                       epilog="examples:\n"
-                              "  nerbilstm train --data ner_dataset.csv --out runs/crf\n"
-                              "  nerbilstm train --data ner_dataset.csv --decoder softmax --out runs/softmax\n"
-                              "  nerbilstm train --data ner_dataset.csv --decoder crf --init-from runs/softmax "
-                              "--out runs/softmax+crf\n"
-                              "  nerbilstm train --resume runs/crf      # after a crash or Ctrl+C\n"
-                              "  torchrun --nproc_per_node 2 -m nerbilstm train --distributed --data ner_dataset.csv "
-                              "--out runs/ddp\n"
-                              "  nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll "
-                              "--out runs/conll\n")
+
+def _add_train_parser(sub) -> None:
+    p = _command(sub, "train", "train a tagger",
+                 "Train a BiLSTM-CRF (or softmax) tagger; keeps the best epoch by dev entity F1.",
+                 "nerbilstm train --data ner_dataset.csv --out runs/crf",
+                 "nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll --out runs/conll",
+                 "nerbilstm train --data ner_dataset.csv --decoder crf --init-from runs/softmax --out runs/sm+crf",
+                 "nerbilstm train --resume runs/crf      # after a crash or Ctrl+C, on the run's own data",
+                 "torchrun --nproc_per_node 2 -m nerbilstm train --distributed --data ner_dataset.csv --out runs/ddp")
     _add_data_options(p, train=True)
-    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots into the model directory")
     p.add_argument("--out", metavar="DIR", help="model directory to write (required, unless --resume DIR)")
     p.add_argument("--overwrite", action="store_true", help="replace the run (model, checkpoint, log) in --out")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run whose --out was DIR, on its data")
     p.add_argument("--init-from", metavar="MODEL_DIR", help="start from a trained model's weights and vocabulary")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots into the model directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--distributed", action="store_true",
                    help="one DistributedDataParallel process of a torchrun launch (gloo on CPU, NCCL on CUDA)")
     _add_config_flags(p, ModelConfig, skip=("word_dim",))
     _add_config_flags(p, TrainConfig)
 
-    p = sub.add_parser("evaluate", help="score a model on gold data", formatter_class=_formatter,
-                       description="Entity F1 (CoNLL-eval and strict), token macro-F1 and the batch-of-8 "
-                                   "macro-F1 on a corpus file or one split of it. The batch-of-8 macro-F1 is the "
-                                   "original notebook's figure: token macro-F1 over the tags present, computed per "
-                                   "batch of 8 sentences in file order and averaged over batches; it is reported "
-                                   "for comparison only (entity F1 is the honest figure).",
-                       epilog="examples:\n"
-                              "  nerbilstm evaluate --data ner_dataset.csv            # default model, test split\n"
-                              "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split dev --json\n"
-                              "  nerbilstm evaluate --model runs/crf --data test.conll  # all of another file\n")
-    p.add_argument("--model", help="model directory (default: the shipped model)")
+
+def _add_scoring_parsers(sub) -> None:
+    p = _command(sub, "evaluate", "score a model on gold data",
+                 "Entity F1 (CoNLL-eval and strict), token macro-F1 and the batch-of-8 macro-F1 on a corpus "
+                 "file or one split of it. The batch-of-8 macro-F1 is the original notebook's figure: token "
+                 "macro-F1 over the tags present, per batch of 8 sentences in file order, averaged over batches; "
+                 "it is reported for comparison only (entity F1 is the honest figure).",
+                 "nerbilstm evaluate --data ner_dataset.csv            # shipped model, its test split",
+                 "nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split dev --json",
+                 "nerbilstm evaluate --model runs/crf --data test.conll  # all of another file")
+    _add_model_option(p)
     _add_gold_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plots", metavar="DIR", help="also write the tag confusion matrix as PNG into DIR")
-
-    p = sub.add_parser("compare", help="is model B better than model A? a paired bootstrap test",
-                       formatter_class=_formatter,
-                       description="Score two models on the same split and test the difference of their entity "
-                                   "F1 (CoNLL-eval) with a paired bootstrap over sentences: the 95%% interval of "
-                                   "F1(B) - F1(A), how often each model wins on a resampled test set, and "
-                                   "Berg-Kirkpatrick et al.'s p-value.",
-                       epilog="examples:\n"
-                              "  nerbilstm compare runs/crf runs/crf_seed14 --data ner_dataset.csv\n"
-                              "  nerbilstm compare runs/softmax runs/crf --data ner_dataset.csv --split dev --json\n")
+    p = _command(sub, "compare", "is model B better than model A? a paired bootstrap test",
+                 "Score two models on the same sentences and test the difference of their entity F1 "
+                 "(CoNLL-eval) with a paired bootstrap over sentences: the 95%% interval of F1(B) - F1(A), how "
+                 "often each model wins on a resampled test set, and Berg-Kirkpatrick et al.'s p-value.",
+                 "nerbilstm compare runs/crf runs/crf_seed14 --data ner_dataset.csv",
+                 "nerbilstm compare runs/softmax runs/crf --data ner_dataset.csv --split dev --json")
     for name, metavar in (("model_a", "A"), ("model_b", "B")):
         p.add_argument(name, metavar=metavar, help="model directory; 'default' for the shipped model")
     _add_gold_options(p)
@@ -132,91 +139,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("predict", help="tag text", formatter_class=_formatter,
-                       description="Tag raw text (tokenized like GMB), one record per input line, or a CoNLL "
-                                   "file's sentences; streamed: output appears as each batch is done.",
-                       epilog="examples:\n"
-                              "  nerbilstm predict \"The U.S. army left Baghdad on Friday.\"\n"
-                              "  nerbilstm predict --input sentences.txt --output-format conll\n"
-                              "  nerbilstm predict --output-format jsonl --nbest 3 \"Obama visited Kenya.\"\n"
-                              "  nerbilstm predict --model runs/crf --input test.conll --output-format jsonl\n")
+
+def _add_predict_parser(sub) -> None:
+    p = _command(sub, "predict", "tag text",
+                 "Tag raw text (tokenized like GMB), one record per input line, or a CoNLL file's sentences; "
+                 "streamed: output appears as each batch is done.",
+                 "nerbilstm predict \"The U.S. army left Baghdad on Friday.\"",
+                 "nerbilstm predict --input sentences.txt --output-format conll",
+                 "nerbilstm predict --output-format jsonl --nbest 3 \"Obama visited Kenya.\"",
+                 "nerbilstm predict --model runs/crf --input test.conll --output-format jsonl")
     p.add_argument("texts", nargs="*", help="text to tag (each argument one text)")
-    p.add_argument("--model", help="model directory (default: the shipped model)")
+    _add_model_option(p)
     p.add_argument("--input", help="file to tag; - for standard input, which is also read when no text is given")
-    p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto",
-                   help="text: one record per line; conll: one per sentence, tokens in the first column; "
-                        "auto (default): conll if the input starts with -DOCSTART- or its first 20 lines all "
-                        "end in a tag, else text")
+    p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto", help="text: a record per line; conll: "
+                   "per sentence, tokens in column 1; auto (default): conll if the input starts with -DOCSTART- or "
+                   "its first 20 lines all end in a tag, else text")
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252 per line)")
     p.add_argument("--output-format", choices=("inline", "conll", "jsonl", "json", "spans"), default="inline",
-                   help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl: one JSON object per "
-                        "record (JSON Lines; json is the same); spans: Prodigy-style JSON Lines of entity "
-                        "spans, for annotation tools (default: inline)")
+                   help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl (or json): a JSON object "
+                        "per record; spans: Prodigy-style JSON Lines, for annotation tools (default: inline)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per forward pass (default: 256)")
-    p.add_argument("--nbest", type=int, default=0, metavar="K",
-                   help="with --output-format jsonl: the K best tag sequences of each sentence with their "
-                        "probabilities (CRF models)")
+    p.add_argument("--nbest", type=int, default=0, metavar="K", help="with --output-format jsonl: the K best tag "
+                   "sequences of each sentence with their probabilities (CRF models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown for a file input on a terminal)")
 
-    p = sub.add_parser("info", help="describe a model: network, size, labels, training, scores",
-                       formatter_class=_formatter,
-                       description="What a model directory holds: the network and its size, labels, vocabulary, "
-                                   "embeddings, the training recipe and data, and the dev/test figures recorded "
-                                   "when it was trained. Loads the model, so its weights are checked too.",
-                       epilog="examples:\n"
-                              "  nerbilstm info                       # the shipped model\n"
-                              "  nerbilstm info --model runs/crf --json\n")
-    p.add_argument("--model", help="model directory (default: the shipped model)")
+
+def _add_model_parsers(sub) -> None:
+    p = _command(sub, "info", "describe a model: network, size, labels, training, scores",
+                 "What a model directory holds: the network and its size, labels, vocabulary, embeddings, the "
+                 "training recipe and data, and the dev/test figures recorded when it was trained. Loads the "
+                 "model, so its weights are checked too.",
+                 "nerbilstm info                       # the shipped model", "nerbilstm info --model runs/crf --json")
+    _add_model_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-
-    p = sub.add_parser("serve", help="serve a model over HTTP: JSON API and web page", formatter_class=_formatter,
-                       description="Serve a model over HTTP: POST /api/tag, GET /api/model, GET /healthz, "
-                                   "a web page at / and API docs at /docs. Needs the serve extra "
-                                   "(pip install 'nerbilstm[serve]').",
-                       epilog="examples:\n"
-                              "  nerbilstm serve                        # the shipped model on http://127.0.0.1:8000/\n"
-                              "  nerbilstm serve --model runs/crf --port 8080\n"
-                              "  curl -s http://127.0.0.1:8000/api/tag -H 'Content-Type: application/json' "
-                              "-d '{\"text\": \"Obama visited Paris.\"}'\n")
-    p.add_argument("--model", help="model directory (default: the shipped model)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
-    p.add_argument("--max-body-bytes", type=int, default=100_000,
-                   help="larger request bodies get 413 (default: 100000)")
-    p.add_argument("--max-tokens-per-request", type=int, help="more tokens get 413 (default: half the body limit)")
-    p.add_argument("--max-connections", type=int, default=512, help="open connections; beyond: 503 (default: 512)")
-    p.add_argument("--keep-alive", type=int, default=5, help="idle connections close after (default: 5 s)")
-    p.add_argument("--any-host", action="store_true", help="on a loopback address, answer any Host header too "
-                   "(default: only localhost, 127.x, [::1], against DNS rebinding)")
-
-    p = sub.add_parser("export", help="export a model as one TorchScript or ONNX file", formatter_class=_formatter,
-                       description="Write the tagger (emissions and Viterbi/argmax decoding) as one file that "
-                                   "runs without nerbilstm: TorchScript (torch only) or ONNX (onnxruntime; "
-                                   "needs the export extra). The vocabularies, labels and id rules travel "
-                                   "inside it as nerbilstm.json.",
-                       epilog="examples:\n"
-                              "  nerbilstm export --out tagger.pt                  # the shipped model, TorchScript\n"
-                              "  nerbilstm export --model runs/crf --format onnx --out tagger.onnx\n")
-    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p = _command(sub, "serve", "serve a model over HTTP: JSON API and web page",
+                 "Serve a model over HTTP: POST /api/tag, GET /api/model, GET /healthz, a web page at / and API "
+                 "docs at /docs. Needs the serve extra (pip install 'nerbilstm[serve]').",
+                 "nerbilstm serve                        # the shipped model on http://127.0.0.1:8000/",
+                 "nerbilstm serve --model runs/crf --port 8080",
+                 "curl -s http://127.0.0.1:8000/api/tag -H 'Content-Type: application/json' "
+                 "-d '{\"text\": \"Obama visited Paris.\"}'")
+    _add_model_option(p)
+    _add_config_flags(p, ServeConfig)
+    p = _command(sub, "export", "export a model as one TorchScript or ONNX file",
+                 "Write the tagger (emissions and Viterbi/argmax decoding) as one file that runs without "
+                 "nerbilstm: TorchScript (torch only) or ONNX (onnxruntime; needs the export extra). The "
+                 "vocabularies, labels and id rules travel inside it as nerbilstm.json.",
+                 "nerbilstm export --out tagger.pt                  # the shipped model, TorchScript",
+                 "nerbilstm export --model runs/crf --format onnx --out tagger.onnx")
+    _add_model_option(p)
     p.add_argument("--format", choices=("torchscript", "onnx"), default=None,
                    help="(default: onnx if --out ends in .onnx, else torchscript)")
     p.add_argument("--out", required=True, help="file to write (replaced atomically)")
-
-    _add_upgrade_parser(sub)
-    return parser
-
-
-def _add_upgrade_parser(sub) -> None:
-    p = sub.add_parser("upgrade", help="re-save a model directory you trust in the current format",
-                       formatter_class=_formatter,
-                       description="Rewrite config.json of a model directory with the current format and the "
-                                   "checksum of its own content (labels, vocabulary, architecture, ...); the "
-                                   "weights file is not touched and must match the checksum config.json records, "
-                                   "and config and weights must agree. For directories written before format 2.",
-                       epilog="examples:\n"
-                              "  nerbilstm upgrade --model runs/crf\n"
-                              "  nerbilstm upgrade --model runs/crf --accept-edits   # after editing config.json "
-                              "on purpose\n")
+    p = _command(sub, "upgrade", "re-save a model directory you trust in the current format",
+                 "Rewrite config.json of a model directory (written before format 2) with the checksum of its "
+                 "content; the weights are not touched, and must match their recorded checksum and the config.",
+                 "nerbilstm upgrade --model runs/crf",
+                 "nerbilstm upgrade --model runs/crf --accept-edits   # after editing config.json on purpose")
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--accept-edits", action="store_true",
                    help="also re-seal a current-format config.json whose content was edited on purpose")
@@ -277,7 +256,7 @@ def _as_flags(err: NerError) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from nerbilstm.evaluate import evaluate_on
+    from nerbilstm.evaluate import evaluate_on, write_evaluation_plots
     from nerbilstm.predict import Tagger
     from nerbilstm.report import render_evaluation
 
@@ -286,11 +265,7 @@ def cmd_evaluate(args) -> int:
     metrics, pred = evaluate_on(tagger, sentences, scored, return_predictions=True)
     metrics["split"] = args.split
     if args.plots:
-        from nerbilstm.evaluate import label_set
-        from nerbilstm.plots import write_run_plots
-
-        gold = [s.tags for s in sentences]
-        write_run_plots(args.plots, tagger.config.get("history"), gold, pred, label_set(tagger.labels, gold))
+        write_evaluation_plots(args.plots, tagger, sentences, pred)
     print(json.dumps(metrics) if args.json else render_evaluation(metrics))
     return 0
 
@@ -315,22 +290,16 @@ def cmd_compare(args) -> int:
 
 def cmd_predict(args) -> int:
     from nerbilstm.predict import Tagger
-    from nerbilstm.tagging import open_input, write_tagged
+    from nerbilstm.tagging import check_options, open_input, write_tagged
 
     if not args.texts and not args.input:
         if sys.stdin is None or sys.stdin.isatty():
             raise NerError("nothing to tag: give text arguments, --input FILE, or text on standard input")
         args.input = "-"
-    if args.batch_size < 1:
-        raise NerError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.nbest < 0:
-        raise NerError("--nbest must be >= 0")
-    if args.nbest and args.output_format not in ("jsonl", "json"):
-        raise NerError(f"--nbest needs --output-format jsonl (the {args.output_format} output has no place for it)")
+    check_options(args.batch_size, args.nbest, args.output_format)
     tagger = Tagger.load(args.model)
+    check_options(args.batch_size, args.nbest, args.output_format, tagger)
     tagger.batch_size = args.batch_size
-    if args.nbest and tagger.model.config.decoder != "crf":
-        raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
     inp = open_input(args.texts, args.input, args.input_format, args.encoding)
     write_tagged(tagger, inp, sys.stdout, args.output_format, nbest=args.nbest,
                  progress=not args.no_progress and sys.stderr.isatty())
@@ -351,9 +320,7 @@ def cmd_serve(args) -> int:
         from nerbilstm.serve.app import serve
     except ImportError as err:
         raise NerError(f"serving needs the serve extra ({err}): pip install 'nerbilstm[serve]'") from None
-    serve(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes, any_host=args.any_host,
-          max_tokens_per_request=args.max_tokens_per_request, max_connections=args.max_connections,
-          keep_alive_s=args.keep_alive)
+    serve(args.model, **{f.name: getattr(args, f.name) for f in fields(ServeConfig)})
     return 0
 
 
@@ -370,10 +337,8 @@ def cmd_upgrade(args) -> int:
     from nerbilstm.io import FORMAT_VERSION, upgrade_model_dir
     from nerbilstm.predict import build_model
 
-    def check(config, shapes):
-        build_model(config, shapes)  # refuses a config that does not match the weights
-
-    if upgrade_model_dir(args.model, accept_edits=args.accept_edits, check=check):
+    # build_model refuses a config that does not match the weights
+    if upgrade_model_dir(args.model, accept_edits=args.accept_edits, check=build_model):
         print(f"{args.model}: config.json re-saved in format {FORMAT_VERSION} (weights unchanged)")
     else:
         print(f"{args.model}: already in format {FORMAT_VERSION}, checksums intact; nothing to do")

@@ -29,10 +29,10 @@ class ConfigError(NerError, ValueError):
         return self.template.format(**{f: name(f) for f in self.fields}, **self.values)
 
 
-def option(default, help: str, choices: tuple | None = None, kind: type | None = None):
-    """A config field with the help text its command-line flag shows (and its choices, and the
-    type of its values where the default, None, does not tell)."""
-    return field(default=default, metadata={"help": help, "choices": choices, "kind": kind})
+def option(default, help: str, choices: tuple | None = None, kind: type | None = None, flag: str | None = None):
+    """A config field with the help text its command-line flag shows (and its choices, the type of
+    its values where the default, None, does not tell, and the flag where it is not --field-name)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "kind": kind, "flag": flag})
 
 
 @dataclass
@@ -85,7 +85,8 @@ class DataConfig:
     def given(self) -> dict:
         """The fields that differ from their defaults: what a user asked for."""
         defaults = DataConfig()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(defaults, f.name)}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(defaults, f.name)}
 
 
 @dataclass
@@ -142,3 +143,17 @@ def from_dict(cls, data: dict):
 
 def to_dict(config) -> dict:
     return asdict(config)
+
+
+@dataclass
+class ServeConfig:
+    """How ``nerbilstm serve`` listens and what it admits (see serve/app.py)."""
+
+    host: str = option("127.0.0.1", "address to listen on (default: 127.0.0.1, this machine only)")
+    port: int = option(8000, "port to listen on")
+    max_body_bytes: int = option(100_000, "larger request bodies get 413")
+    max_tokens_per_request: int | None = option(None, "more tokens get 413 (default: half the body limit)", kind=int)
+    max_connections: int = option(512, "open connections; beyond them: 503")
+    keep_alive_s: int = option(5, "seconds after which an idle connection is closed", flag="--keep-alive")
+    any_host: bool = option(False, "on a loopback address, answer any Host header too (default: only localhost, "
+                                   "127.x, [::1], against DNS rebinding)")

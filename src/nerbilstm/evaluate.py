@@ -71,3 +71,12 @@ def evaluate_on(tagger, sentences, scored: str, return_predictions: bool = False
     metrics, pred = evaluate_tagger(tagger, sentences, return_predictions=True)
     metrics.update(scored=scored, warnings=warnings)
     return (metrics, pred) if return_predictions else metrics
+
+
+def write_evaluation_plots(folder, tagger, sentences, pred) -> None:
+    """The model's learning curves and the tag confusion matrix of ``pred`` against the
+    sentences' gold tags, as PNG files in ``folder``."""
+    from nerbilstm.plots import write_run_plots
+
+    gold = [s.tags for s in sentences]
+    write_run_plots(folder, tagger.config.get("history"), gold, pred, label_set(tagger.labels, gold))

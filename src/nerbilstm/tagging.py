@@ -104,6 +104,19 @@ def _progress_bar(inp: Input, show: bool):
         bar.close()
 
 
+def check_options(batch_size: int, nbest: int, output_format: str, tagger=None) -> None:
+    """Refuse options that cannot work together, before any input is read (with ``tagger``: also
+    those its model cannot do)."""
+    if batch_size < 1:
+        raise NerError(f"--batch-size must be at least 1, got {batch_size}")
+    if nbest < 0:
+        raise NerError("--nbest must be >= 0")
+    if nbest and output_format not in ("jsonl", "json"):
+        raise NerError(f"--nbest needs --output-format jsonl (the {output_format} output has no place for it)")
+    if nbest and tagger is not None and tagger.model.config.decoder != "crf":
+        raise NerError("--nbest needs a CRF model (this one decodes with softmax)")
+
+
 def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", read_ahead: int = READ_AHEAD, nbest: int = 0,
                  progress: bool = False) -> int:
     """Tag ``inp``'s records with ``tagger``, ``read_ahead`` records at a time, and write them to
