@@ -16,7 +16,7 @@ import torch
 
 from nerbilstm.config import ModelConfig, from_dict
 from nerbilstm.data.batching import Encoded, collate, encode, length_buckets
-from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
+from nerbilstm.data.tokenizer import Token, text_and_sentences
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import ModelFileError, NerError
 from nerbilstm.io import CONFIG, WEIGHTS, finite_json, load_tensors, read_config, tensor_shapes, verify_weights
@@ -262,7 +262,7 @@ class Tagger:
     def tag_tokens(self, sentences: Iterable[Sequence[str]], nbest: int = 0) -> list[dict]:
         """Tag pre-tokenized sentences, in batches: one document per sentence, in the shape of
         ``tagger(text)``, whose text is the tokens joined by single spaces (offsets point into it).
-        A sentence longer than MAX_SENTENCE_TOKENS is tagged in pieces, as raw text is.
+        A sentence longer than 200 tokens is tagged in pieces, as raw text is.
 
         >>> tagger.tag_tokens([["John", "lives", "here"]])[0]["entities"]
         """
@@ -302,7 +302,7 @@ class Tagger:
         with gc_paused():
             texts, pieces = [], []
             for k, item in enumerate(items):
-                text, sentences = _text_and_sentences(item, k)
+                text, sentences = text_and_sentences(item, k)
                 texts.append(text)
                 pieces.extend((k, sentence) for sentence in sentences)
             tagged = self.tagged_sentences([[t.text for t in s] for _, s in pieces], with_confidence=True,
@@ -329,20 +329,3 @@ class Tagger:
         if result.nbest is not None:
             out["nbest"] = [{"tags": [labels[i] for i in path], "prob": round(p, 6)} for path, p in result.nbest]
         return out
-
-
-MAX_SENTENCE_TOKENS = 200  # longer sentences are tagged in pieces of this many tokens
-
-
-def _text_and_sentences(item, k: int) -> tuple[str, list[list[Token]]]:
-    """An input as (its text, its sentences as tokens with offsets into that text): raw text is
-    tokenized and split; a token list is joined by spaces and cut into MAX_SENTENCE_TOKENS pieces."""
-    if isinstance(item, str):
-        return item, split_sentences(tokenize(item), item, MAX_SENTENCE_TOKENS)
-    if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) for t in item):
-        raise TypeError(f"input {k} is {type(item).__name__}: expected a text (str) or a list of tokens (str)")
-    tokens, pos = [], 0
-    for tok in item:
-        tokens.append(Token(tok, pos, pos + len(tok)))
-        pos += len(tok) + 1
-    return " ".join(item), [tokens[i:i + MAX_SENTENCE_TOKENS] for i in range(0, len(tokens), MAX_SENTENCE_TOKENS)]

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nerbilstm.data.tokenizer import Token, split_sentences, tokenize
+from nerbilstm.data.tokenizer import Token, text_and_sentences
 from nerbilstm.data.vocab import CASES, casing
 from nerbilstm.errors import ModelFileError
 from nerbilstm.tags import continuations, entity_spans
@@ -225,30 +225,24 @@ class OnnxTagger:
     def tag_tokens(self, sentences: Sequence[Sequence[str]]) -> list[dict]:
         """One document per pre-tokenized sentence, as ``Tagger.tag_tokens``: the text is the
         tokens joined by single spaces (offsets point into it)."""
-        sentences = [list(tokens) for tokens in sentences]
-        docs = []
-        for tokens, result in zip(sentences, self.tagged(sentences)):
-            text, pos, spans = " ".join(tokens), 0, []
-            for tok in tokens:
-                spans.append(Token(tok, pos, pos + len(tok)))
-                pos += len(tok) + 1
-            doc = {"text": text, "tokens": [], "entities": [], "sentences": []}
-            doc["sentences"].append(self._sentence_dict(text, spans, result, doc))
-            docs.append(doc)
-        return docs
+        return self.tag_documents([list(tokens) for tokens in sentences])
 
     def __call__(self, text: str | Sequence[str]):
-        """Tag raw text (a str -> dict) or a list of texts (-> list of dicts), as ``Tagger``."""
+        """Tag raw text (a str -> dict) or a list of inputs (-> list of dicts), as ``Tagger``."""
         if isinstance(text, str):
-            return self.tag_texts([text])[0]
-        return self.tag_texts(list(text))
+            return self.tag_documents([text])[0]
+        return self.tag_documents(list(text))
 
     def tag_texts(self, texts: list[str]) -> list[dict]:
-        pieces: list[tuple[int, list[Token]]] = []
-        for k, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {k} is {type(text).__name__}, expected str")
-            pieces += [(k, sentence) for sentence in split_sentences(tokenize(text), text)]
+        return self.tag_documents(texts)
+
+    def tag_documents(self, items: Sequence) -> list[dict]:
+        """Raw texts or token lists -> one document each (as ``Tagger.tag_documents``)."""
+        texts, pieces = [], []
+        for k, item in enumerate(items):
+            text, sentences = text_and_sentences(item, k)
+            texts.append(text)
+            pieces += [(k, sentence) for sentence in sentences]
         tagged = self.tagged([[t.text for t in s] for _, s in pieces])
         out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
         for (k, sentence), result in zip(pieces, tagged):

@@ -260,3 +260,20 @@ def split_sentences(tokens: list[Token], text: str, max_len: int = 200) -> list[
 
 def _abbrev_before(word: str) -> bool:
     return (len(word) == 1 and word.isupper()) or word in ABBREVIATIONS
+
+
+MAX_SENTENCE_TOKENS = 200  # longer sentences are tagged in pieces of this many tokens
+
+
+def text_and_sentences(item, k: int) -> tuple[str, list[list[Token]]]:
+    """An input as (its text, its sentences as tokens with offsets into that text): raw text is
+    tokenized and split; a token list is joined by spaces and cut into MAX_SENTENCE_TOKENS pieces."""
+    if isinstance(item, str):
+        return item, split_sentences(tokenize(item), item, MAX_SENTENCE_TOKENS)
+    if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) for t in item):
+        raise TypeError(f"input {k} is {type(item).__name__}: expected a text (str) or a list of tokens (str)")
+    tokens, pos = [], 0
+    for tok in item:
+        tokens.append(Token(tok, pos, pos + len(tok)))
+        pos += len(tok) + 1
+    return " ".join(item), [tokens[i:i + MAX_SENTENCE_TOKENS] for i in range(0, len(tokens), MAX_SENTENCE_TOKENS)]
