@@ -625,6 +625,22 @@ def _load_text(path: Path) -> PretrainedEmbeddings:
     )
 
 
+def _word_and_values(line: str, dim: int, path: Path, lineno: int) -> tuple[str, str]:
+    """A vectors line as (word, its ``dim`` values as text): one space between fields is the
+    fast case; repeated separators are normalised, and a word may hold spaces (GloVe 840B)."""
+    word, _, tail = line.partition(" ")
+    if tail.count(" ") == dim - 1:
+        return word, tail
+    parts = [p for p in line.split(" ") if p]
+    if len(parts) > dim + 1 and not any(_is_number(p) for p in parts[1 : len(parts) - dim]):
+        word = " ".join(parts[: len(parts) - dim])
+    elif len(parts) != dim + 1:
+        raise DataError(f"expected {dim} values after the word, found {len(parts) - 1}", path=path, line=lineno)
+    else:
+        word = parts[0]
+    return word, " ".join(parts[len(parts) - dim :])
+
+
 def _parse_text(fh, path: Path) -> tuple[list[str], np.ndarray]:
     words: list[str] = []
     blocks: list[np.ndarray] = []
@@ -671,20 +687,7 @@ def _parse_text(fh, path: Path) -> tuple[list[str], np.ndarray]:
             if len(parts) < 2:
                 raise DataError("expected a word followed by its vector values", path=path, line=lineno)
             dim = len(parts) - 1
-        word, _, tail = line.partition(" ")
-        if tail.count(" ") != dim - 1:
-            parts = line.split(" ")
-            if "" in parts:  # repeated separators: normalise, then recheck
-                parts = [p for p in parts if p]
-            if len(parts) > dim + 1 and not any(_is_number(p) for p in parts[1 : len(parts) - dim]):
-                word = " ".join(parts[: len(parts) - dim])  # a token with spaces (e.g. GloVe 840B)
-            elif len(parts) != dim + 1:
-                raise DataError(
-                    f"expected {dim} values after the word, found {len(parts) - 1}", path=path, line=lineno
-                )
-            else:
-                word = parts[0]
-            tail = " ".join(parts[len(parts) - dim :])
+        word, tail = _word_and_values(line, dim, path, lineno)
         if not word:
             raise DataError("empty word", path=path, line=lineno)
         words.append(word)
