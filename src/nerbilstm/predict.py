@@ -23,6 +23,9 @@ from nerbilstm.io import CONFIG, WEIGHTS, finite_json, load_tensors, read_config
 from nerbilstm.model.tagger import BiLSTMTagger, parameter_shapes
 from nerbilstm.tags import entity_spans, entity_type
 
+# Tagging batches hold at most this many (padded) tokens: long sentences come in smaller batches,
+# so the transient tensors of one batch (char features, CRF posteriors) stay small.
+MAX_BATCH_TOKENS = 8192
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
 
@@ -72,7 +75,8 @@ def tag_encoded(model: BiLSTMTagger, items: Sequence[Encoded], pretrained=None, 
         if not e.words:
             results[i] = TaggedSentence([], 0.0, np.zeros((0, len(labels)), np.float32) if with_confidence else None,
                                         [] if with_confidence else None, [([], 1.0)] if nbest else None)
-    for bucket in length_buckets([len(items[i].words) for i in nonempty], batch_size, shuffle=False):
+    lengths = [len(items[i].words) for i in nonempty]
+    for bucket in length_buckets(lengths, batch_size, shuffle=False, max_tokens=MAX_BATCH_TOKENS):
         index = [nonempty[j] for j in bucket]
         batch = collate([items[i] for i in index], pretrained).to(device)
         out = model.decode(batch, with_confidence)

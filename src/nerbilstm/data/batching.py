@@ -156,15 +156,24 @@ def collate(items: Sequence[Encoded], pretrained=None) -> Batch:
     return batch
 
 
-def length_buckets(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0) -> list[list[int]]:
+def length_buckets(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
+                   max_tokens: int | None = None) -> list[list[int]]:
     """Batches of sentence indices with similar lengths (less padding), in random order if shuffle.
 
     Sorting by length with random tie-breaks, then shuffling whole batches, keeps every epoch
-    different while each batch stays tight.
+    different while each batch stays tight. ``max_tokens`` also caps a batch's padded size
+    (sentences x longest length), so that long sentences come in smaller batches.
     """
     rng = random.Random(seed)
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random() if shuffle else i))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    else:
+        batches = []
+        for i in order:  # sorted by length: the sentence added is the batch's longest
+            if not batches or len(batches[-1]) >= batch_size or (len(batches[-1]) + 1) * lengths[i] > max_tokens:
+                batches.append([])
+            batches[-1].append(i)
     if shuffle:
         rng.shuffle(batches)
     return batches
