@@ -22,6 +22,13 @@
   const typeClass = (label) => (types.has(label) ? "pal-" + (types.get(label).index % PALETTE_SIZE) : "ent-other");
   const percent = (p) => (100 * p).toFixed(1) + "%";
 
+  // "LOC · Location" (on a phone the description is left out: style.css).
+  function typeCell(label) {
+    const cell = el("td", { title: typeName(label) }, label);
+    if (typeName(label) !== label) cell.append(el("span", { className: "type-description" }, ` · ${typeName(label)}`));
+    return cell;
+  }
+
   function el(tag, props = {}, text = null) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(props)) {
@@ -73,7 +80,7 @@
       cell.append(el("span", { className: "chip " + typeClass(ent.label) }, ent.text));
       row.append(
         cell,
-        el("td", { title: typeName(ent.label) }, `${ent.label} · ${typeName(ent.label)}`),
+        typeCell(ent.label),
         el("td", { className: "num" }, percent(ent.score)),
         el("td", { className: "num muted offsets" }, `${ent.start}–${ent.end}`),
       );
