@@ -519,6 +519,12 @@ def _model_info(tagger, server: dict) -> dict:
                         "example": example if isinstance(example, str) else None, "server": server})
 
 
+def _check_nbest(nbest: int, model_info: dict) -> None:
+    """K best tag sequences come from a CRF: for another model a request with nbest is a NerError (422)."""
+    if nbest and (model_info.get("model") or {}).get("decoder") != "crf":
+        raise NerError("nbest needs a CRF model (this one decodes with softmax)")
+
+
 def _count_tokens(texts: list[str]) -> int:
     from nerbilstm.data.tokenizer import tokenize
 
@@ -628,9 +634,7 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
         An empty text gives a doc with no tokens and no entities.
         """
         texts = [body.text] if body.text is not None else list(body.texts or [])
-        if body.nbest and (model_info.get("model") or {}).get("decoder") != "crf":
-            return SafeJSONResponse({"error": "nbest needs a CRF model (this one decodes with softmax)"},
-                                    status_code=422)
+        _check_nbest(body.nbest, model_info)
         if not texts:
             return Response(_encode_results([]), media_type="application/json")
         try:
