@@ -239,19 +239,25 @@ class MicroBatcher:
             fut.add_done_callback(functools.partial(self._finished, batch, large))
 
     def _take(self, queue: deque[_Job], max_chars: int) -> list[_Job]:
+        """The next call's requests: the first waiting one and those after it with the same
+        ``nbest`` (others keep their places), within the call's limits."""
         batch: list[_Job] = []
+        others: list[_Job] = []
         n_texts = n_chars = 0
         while queue:
-            job = queue[0]
+            job = queue.popleft()
             if job.future.done():  # the client went away
-                queue.popleft()
                 continue
-            if batch and (n_texts + len(job.texts) > self.max_texts or n_chars + job.chars > max_chars
-                          or job.nbest != batch[0].nbest):
+            if batch and job.nbest != batch[0].nbest:
+                others.append(job)
+                continue
+            if batch and (n_texts + len(job.texts) > self.max_texts or n_chars + job.chars > max_chars):
+                queue.appendleft(job)
                 break
-            batch.append(queue.popleft())
+            batch.append(job)
             n_texts += len(job.texts)
             n_chars += job.chars
+        queue.extendleft(reversed(others))
         return batch
 
     def _finished(self, batch: list[_Job], large: bool, fut: asyncio.Future) -> None:
