@@ -173,3 +173,5 @@ def test_init_config_writes_every_default_with_its_help(tmp_path, cli):
             default = asdict(cls())[f.name]
             assert values.get(f.name) == default
             assert (f"# {f.name} = ..." in text) == (default is None)
+    run = cli(["init-config", "--out", out])  # never over an existing file
+    assert run.rc == 2 and "exists already" in run.err and out.read_text(encoding="utf-8") == text

@@ -188,7 +188,10 @@ def write_config(path: str | Path, configs: dict, comments: bool = False, note: 
 
 
 def write_defaults(path: str | Path) -> Path:
-    """``nerbilstm init-config``: every key at its default, with its help text as a comment."""
+    """``nerbilstm init-config``: every key at its default, with its help text as a comment. An
+    existing file is left alone (ConfigFileError)."""
+    if Path(path).exists():
+        raise ConfigFileError("exists already: remove it or name another file with --out", path=path)
     return write_config(path, {table: asdict(cls()) for table, cls in TABLES.items()}, comments=True)
 
 
