@@ -134,6 +134,9 @@ def test_a_bad_file_is_one_line_naming_the_key(tmp_path, cli, text, words):
 def test_a_missing_file_is_an_error(tmp_path, cli):
     run = cli(["train", "--config", tmp_path / "none.toml", "--out", tmp_path / "m"])
     assert run.rc == 2 and "none.toml" in run.err and "cannot read" in run.err
+    (tmp_path / "latin1.toml").write_bytes('[data]\ntype_map = "Café=X"\n'.encode("latin-1"))
+    run = cli(["train", "--config", tmp_path / "latin1.toml", "--out", tmp_path / "m"])
+    assert run.rc == 2 and "not UTF-8" in run.err and len(run.err.strip().splitlines()) == 1
 
 
 def test_paths_are_relative_to_the_file(tmp_path):

@@ -41,7 +41,9 @@ def keys(table: str) -> list:
 
 def _kind(f) -> type:
     """The Python type a field's values have (``int | None`` -> int)."""
-    return f.metadata.get("kind") or TYPES[str(f.type).split("|")[0].strip()]
+    if f.metadata.get("kind") or isinstance(f.type, type):
+        return f.metadata.get("kind") or f.type
+    return TYPES[str(f.type).split("|")[0].strip()]
 
 
 def read_config(path: str | Path) -> dict:
@@ -55,6 +57,8 @@ def read_config(path: str | Path) -> dict:
         raise ConfigFileError(f"cannot read the config file: {err.strerror}", path=path) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigFileError(f"not valid TOML: {err}", path=path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigFileError(f"not UTF-8 text, as TOML must be (byte {err.start})", path=path) from None
     values = {}
     for table, content in raw.items():
         if not isinstance(content, dict) and _misplaced("", table):
