@@ -1,7 +1,8 @@
 """The web page in a real browser: headless Chromium (Debian's) driven by Playwright.
 
 The server runs in a thread on a free 127.0.0.1 port with a tiny model trained on the made-up
-corpus. Every request the page makes to any other host is blocked and counted: the page and
+corpus (with a few sentences more, so that it has all eight GMB types); a second one serves a
+model with CoNLL's PER/LOC/ORG/MISC labels, looked at 390 px wide. Every request the page makes to any other host is blocked and counted: the page and
 the API docs must work offline. The screenshot goes to $NERBILSTM_SCREENSHOT_DIR (else the
 test's tmp_path); its path is printed (pytest -s shows it).
 
@@ -16,7 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from servers import live_server, tiny_tagger
+from servers import live_server
+from synthetic import synthetic_sentences
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,11 +45,43 @@ def browser_path():
     return path
 
 
+GMB_EXTRA = (["Iranian", "pilgrims", "read", "the", "Koran", "during", "Ramadan", "after", "the", "tsunami", "."],
+             ["B-gpe", "O", "O", "O", "B-art", "O", "B-eve", "O", "O", "B-nat", "O"])
+CONLL = {"per": "PER", "geo": "LOC", "org": "ORG", "tim": "MISC"}
+
+
+def _tagger(out, sentences):
+    from nerbilstm.config import ModelConfig, TrainConfig
+    from nerbilstm.predict import Tagger
+    from nerbilstm.train import train
+
+    train(sentences[:-60], sentences[-60:], ModelConfig(hidden_size=16, layers=1),
+          TrainConfig(epochs=3, batch_size=16, lr=0.01, seed=13), out, progress=False, plots=False)
+    return Tagger.load(out)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser_path):
+    """A model with the eight GMB types."""
+    from nerbilstm.data.readers import Sentence
     from nerbilstm.serve.app import create_app
 
-    with live_server(create_app(tiny_tagger(tmp_path_factory.mktemp("browser") / "model"))) as url:
+    sents = synthetic_sentences(300, seed=1)
+    extra = [Sentence(*GMB_EXTRA, line=0) for _ in range(12)]
+    sents = sents[:240] + extra + sents[240:]
+    with live_server(create_app(_tagger(tmp_path_factory.mktemp("browser") / "model", sents))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def conll_server(tmp_path_factory, browser_path):
+    """A model with CoNLL's labels: the made-up corpus with per, geo, org, tim renamed."""
+    from nerbilstm.data.readers import Sentence
+    from nerbilstm.serve.app import create_app
+
+    sents = [Sentence(s.tokens, [t if t == "O" else t[:2] + CONLL[t[2:]] for t in s.tags], line=s.line)
+             for s in synthetic_sentences(300, seed=1)]
+    with live_server(create_app(_tagger(tmp_path_factory.mktemp("browser") / "conll", sents))) as url:
         yield url
 
 
@@ -63,10 +97,9 @@ def browser(browser_path):
             b.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    """A fresh page that may only talk to our server; other requests are aborted and recorded."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
+def _page(browser, server, width=1280, height=860):
+    """A fresh page that may only talk to ``server``; other requests are aborted and recorded."""
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
     page = context.new_page()
     page.blocked = []
     page.console_errors = []
@@ -83,8 +116,22 @@ def page(browser, server):
     page.route("**/*", guard)
     page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda err: page.console_errors.append(str(err)))
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    page = _page(browser, server)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture
+def phone(browser, conll_server):
+    """The CoNLL model's page on a 390 px wide screen."""
+    page = _page(browser, conll_server, width=390, height=844)
+    yield page
+    page.context.close()
 
 
 def _screenshot_dir(tmp_path) -> Path:
@@ -97,7 +144,17 @@ def _screenshot_dir(tmp_path) -> Path:
 def _marks(page):
     return page.eval_on_selector_all(
         "#output mark.ent",
-        "els => els.map(e => ({text: e.textContent, label: e.dataset.label, title: e.title}))")
+        "els => els.map(e => ({text: e.textContent, label: e.dataset.label, title: e.title, "
+        "cls: e.className, bg: getComputedStyle(e).backgroundColor}))")
+
+
+def _legend(page):
+    return page.eval_on_selector_all(
+        "#legend li", "els => els.map(e => ({type: e.dataset.type, text: e.textContent, "
+        "bg: getComputedStyle(e.querySelector('.swatch')).backgroundColor}))")
+
+
+GREY = "rgb(233, 236, 239)"  # .ent-other: a type the page has no colour for
 
 
 def _api_entities(server, text):
@@ -111,13 +168,15 @@ def test_page_highlights_entities(page, server, tmp_path):
     from playwright.sync_api import expect
 
     page.goto(server + "/")
+    page.wait_for_selector("#model-info dt:has-text('Architecture')")
     legend = page.locator("#legend li")
     assert legend.count() == 8
     legend_text = page.inner_text("#legend")
     for name in ("Geographical entity", "Organization", "Person", "Geopolitical entity", "Time indicator",
                  "Artifact", "Event", "Natural phenomenon"):
         assert name in legend_text
-    page.wait_for_selector("#model-info dt:has-text('Architecture')")
+    colours = [item["bg"] for item in _legend(page)]
+    assert len(set(colours)) == 8 and GREY not in colours
 
     # Submit with Ctrl+Enter.
     text = "John Smith visited Paris on Monday with NATO. Mary Jones visited New York on Friday."
@@ -132,6 +191,7 @@ def test_page_highlights_entities(page, server, tmp_path):
             ("New York", "geo"), ("Friday", "tim")} <= found
     for m in marks:
         assert "confidence" in m["title"] and "%" in m["title"]
+        assert "ent-other" not in m["cls"] and m["bg"] != GREY
     assert page.inner_text("#output").replace("\n", " ").count("John Smith") == 1
     assert page.text_content("#output") == text  # the highlighted text is the text, nothing added
     assert page.locator("#entity-table tbody tr").count() == len(marks)
@@ -187,3 +247,45 @@ def test_api_docs_render_offline(page, server, tmp_path):
     page.screenshot(path=str(shot))
     print(f"\nscreenshot: {shot}")
     assert page.blocked == [], f"the docs tried to load from elsewhere: {page.blocked}"
+
+
+def test_page_for_conll_labels_at_phone_width(phone, conll_server, tmp_path):
+    """Every type of a non-GMB model coloured, the legend exactly its types, the model's own
+    example sentence, and nothing wider than a 390 px screen."""
+    import httpx
+
+    from playwright.sync_api import expect
+
+    page = phone
+    page.goto(conll_server + "/")
+    page.wait_for_selector("#model-info dt:has-text('Architecture')")
+    info = httpx.get(conll_server + "/api/model", timeout=30, trust_env=False).json()
+    assert info["entity_types"] == ["LOC", "MISC", "ORG", "PER"]
+    legend = _legend(page)
+    assert [item["type"] for item in legend] == ["LOC", "MISC", "ORG", "PER"]
+    assert [item["text"] for item in legend] == ["LOCLocation", "MISCMiscellaneous entity", "ORGOrganization",
+                                                 "PERPerson"]
+    assert len({item["bg"] for item in legend}) == 4 and GREY not in {item["bg"] for item in legend}
+    assert "GMB" not in page.inner_text("body") and "Gordon Brown" not in page.get_attribute("#text", "placeholder")
+
+    page.click("#example-button")
+    assert page.input_value("#text") == info["example"]
+    page.wait_for_selector("#output mark.ent")
+    expect(page.locator("#output")).to_have_text(info["example"])
+    marks = _marks(page)
+    assert {m["label"] for m in marks} == {"LOC", "MISC", "ORG", "PER"}  # the example has all four
+    swatch = {item["type"]: item["bg"] for item in legend}
+    for m in marks:
+        assert m["bg"] == swatch[m["label"]] and m["bg"] != GREY
+    assert page.locator("#entity-table tbody tr").count() == len(marks)
+
+    page.fill("#text", "Anna Berg visited New York on Sunday with the World Bank and "
+                       "Supercalifragilisticexpialidociousandmoreandmorelettersthanfitonaphone.")
+    page.click("#tag-button")
+    expect(page.locator("#output")).to_have_text(re.compile("^Anna"))
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1] == 390, f"horizontal scroll at 390 px: {width}"
+    shot = _screenshot_dir(tmp_path) / "nerbilstm-serve-phone.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    assert page.blocked == [] and page.console_errors == []

@@ -41,10 +41,11 @@ class FakeTagger:
     def __init__(self, inner, delay=1.5, each_call=0.0):
         self.inner, self.delay, self.each_call = inner, delay, each_call
         self.labels, self.config, self.info = inner.labels, inner.config, inner.info
-        self.batches = []
+        self.batches, self.nbests = [], []
 
-    def __call__(self, texts):
+    def __call__(self, texts, nbest=0):
         self.batches.append(list(texts))
+        self.nbests.append(nbest)
         time.sleep(self.each_call)
         if any("SLOW" in t for t in texts):
             time.sleep(self.delay)
@@ -52,7 +53,7 @@ class FakeTagger:
             raise RuntimeError("boom")
         if any("BADINPUT" in t for t in texts):
             raise NerError("this text cannot be tagged")
-        return self.inner(texts)
+        return self.inner(texts, nbest)
 
 
 def tag(client, **body):
@@ -242,6 +243,79 @@ def test_model_info_has_config_and_metrics_but_no_vocab(client, tagger):
     assert len(r.content) < 20_000
 
 
+def test_model_info_gives_the_example_stored_at_training(client, tagger):
+    """train() keeps the first dev sentence with the most entity types (all four of the made-up
+    corpus: one with an organisation) as the page's example; older models have none."""
+    from nerbilstm.tags import entity_type
+
+    from synthetic import synthetic_sentences
+
+    example = client.get("/api/model").json()["example"]
+    dev = synthetic_sentences(300, seed=1)[240:]
+    first = next(s for s in dev if len({entity_type(t) for t in s.tags} - {None}) == 4)
+    assert example == " ".join(first.tokens) == tagger.config["example"]
+    fake = FakeTagger(tagger)
+    fake.config = {k: v for k, v in tagger.config.items() if k != "example"}
+    with TestClient(create_app(fake)) as c:
+        assert c.get("/api/model").json()["example"] is None
+
+
+def test_known_descriptions_cover_gmb_and_conll_types():
+    assert [ENTITY_TYPES[t] for t in ("PER", "LOC", "ORG", "MISC")] == ["Person", "Location", "Organization",
+                                                                        "Miscellaneous entity"]
+    assert len(ENTITY_TYPES) == 12
+
+
+def test_nbest_gives_the_k_best_tag_sequences(client, tagger):
+    text = "John Smith visited Paris on Monday. Mary Jones visited Tokyo on Friday."
+    plain = tag(client, text=text)["results"][0]
+    doc = tag(client, text=text, nbest=3)["results"][0]
+    assert doc["entities"] == plain["entities"] and len(doc["sentences"]) == 2
+    assert all("nbest" not in s for s in plain["sentences"])
+    assert doc["sentences"] == tagger(text, nbest=3)["sentences"]
+    tags = [t["tag"] for t in doc["tokens"]]
+    i = 0
+    for sentence in doc["sentences"]:
+        paths = sentence["nbest"]
+        assert 1 <= len(paths) <= 3
+        probs = [p["prob"] for p in paths]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+        n = len(paths[0]["tags"])
+        assert paths[0]["tags"] == tags[i:i + n]  # the best path is the Viterbi path
+        i += n
+    assert i == len(tags)
+
+
+@pytest.mark.parametrize("nbest", [-1, 101, "two", 1.5])
+def test_nbest_out_of_range_is_422(client, nbest):
+    r = client.post("/api/tag", json={"text": "Paris", "nbest": nbest})
+    assert r.status_code == 422 and "nbest" in r.json()["error"]
+
+
+def test_nbest_needs_a_crf_model(tagger):
+    fake = FakeTagger(tagger)
+    fake.info = lambda: {**tagger.info(), "model": {**tagger.info()["model"], "decoder": "softmax"}}
+    with TestClient(create_app(fake)) as c:
+        r = c.post("/api/tag", json={"text": "Paris", "nbest": 2})
+        assert r.status_code == 422 and "CRF" in r.json()["error"]
+        assert c.post("/api/tag", json={"text": "Paris"}).status_code == 200
+    assert fake.nbests == [0]
+
+
+def test_nbest_requests_are_batched_only_with_their_like(tagger):
+    fake = FakeTagger(tagger, each_call=0.2)
+    app = create_app(fake, workers=1, batch_window_ms=50)
+    asks = [(f"Anna Berg visited London, number {i}.", (0, 2, 3)[i % 3]) for i in range(9)]
+    with TestClient(app) as c, ThreadPoolExecutor(9) as pool:
+        answers = list(pool.map(lambda a: c.post("/api/tag", json={"text": a[0], "nbest": a[1]}), asks))
+    assert all(r.status_code == 200 for r in answers)
+    for (text, k), r in zip(asks, answers):
+        sentence = r.json()["results"][0]["sentences"][0]
+        assert ("nbest" in sentence) == (k > 0) and len(sentence.get("nbest", [])) <= k
+    assert sorted(n for n, b in zip(fake.nbests, fake.batches) for _ in b) == sorted(k for _, k in asks)
+    assert len(fake.batches) < len(asks)
+
+
 # ----------------------------------------------------------------------------- page, assets, docs
 
 
@@ -255,8 +329,8 @@ def test_page_and_its_assets_are_served_locally(client):
     assert "default-src 'self'" in r.headers["content-security-policy"]
     html = r.text
     assert 'id="text"' in html and 'id="tag-button"' in html and 'id="legend"' in html
-    for kind, name in ENTITY_TYPES.items():
-        assert f'data-type="{kind}"' in html and name in html
+    for kind, name in ENTITY_TYPES.items():  # the legend comes from the model (app.js), not from the page
+        assert f'data-type="{kind}"' not in html and name not in html
     refs = _local_refs(html)
     assert "/static/app.js" in refs and "/static/style.css" in refs
     types = {".js": "javascript", ".css": "text/css", ".svg": "image/svg+xml"}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nerbilstm import __version__
 from nerbilstm.config import DataConfig, ModelConfig, ServeConfig, TrainConfig
+from nerbilstm.config_file import merge, write_defaults
 from nerbilstm.errors import NerError
 from nerbilstm.tagging import INPUT_FORMATS
 
@@ -33,9 +34,8 @@ def _add_data_options(p: argparse.ArgumentParser, train: bool = False) -> None:
 def _add_gold_options(p: argparse.ArgumentParser) -> None:
     """The gold sentences a model is scored on: a corpus file and one split of it."""
     _add_data_options(p)
-    p.add_argument("--split", choices=("test", "dev", "train", "all"), default=None,
-                   help="canonical split of the file, or all of it (default: the test split of the model's own "
-                        "training corpus, all of any other file)")
+    p.add_argument("--split", choices=("test", "dev", "train", "all"), default=None, help="canonical split of "
+                   "the file, or all (default: test of the model's own training corpus, all of another file)")
 
 
 def _gold_sentences(args, tagger) -> tuple[list, str]:
@@ -80,10 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nerbilstm", formatter_class=_formatter,
         description="Named-entity recognition with a BiLSTM-CRF written from scratch in PyTorch.",
-        epilog="examples:\n"
-               "  nerbilstm predict \"Angela Merkel met Emmanuel Macron in Paris on Monday.\"\n"
-               "  nerbilstm train --data ner_dataset.csv --out runs/crf\n"
-               "  nerbilstm evaluate --model runs/crf --data ner_dataset.csv --json\n")
+        epilog="examples:\n  nerbilstm predict \"Angela Merkel met Emmanuel Macron in Paris on Monday.\"\n"
+               "  nerbilstm train --data ner_dataset.csv --out runs/crf\n")
     parser.add_argument("--version", action="version", version=f"nerbilstm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -99,7 +97,9 @@ def _add_train_parser(sub) -> None:
                  "nerbilstm train --data train.conll --dev-data dev.conll --test-data test.conll --out runs/conll",
                  "nerbilstm train --data ner_dataset.csv --decoder crf --init-from runs/softmax --out runs/sm+crf",
                  "nerbilstm train --resume runs/crf      # after a crash or Ctrl+C, on the run's own data",
+                 "nerbilstm train --config runs/crf/train.toml --seed 14 --out runs/crf14   # file < flags",
                  "torchrun --nproc_per_node 2 -m nerbilstm train --distributed --data ner_dataset.csv --out runs/ddp")
+    p.add_argument("--config", metavar="FILE", help="TOML file of train options (see init-config); flags win")
     _add_data_options(p, train=True)
     p.add_argument("--out", metavar="DIR", help="model directory to write (required, unless --resume DIR)")
     p.add_argument("--overwrite", action="store_true", help="replace the run (model, checkpoint, log) in --out")
@@ -115,10 +115,8 @@ def _add_train_parser(sub) -> None:
 
 def _add_scoring_parsers(sub) -> None:
     p = _command(sub, "evaluate", "score a model on gold data",
-                 "Entity F1 (CoNLL-eval and strict), token macro-F1 and the batch-of-8 macro-F1 on a corpus "
-                 "file or one split of it. The batch-of-8 macro-F1 is the original notebook's figure: token "
-                 "macro-F1 over the tags present, per batch of 8 sentences in file order, averaged over batches; "
-                 "it is reported for comparison only (entity F1 is the honest figure).",
+                 "Entity F1 (CoNLL-eval and strict), token macro-F1 and the original notebook's batch-of-8 "
+                 "macro-F1 (for comparison only) on a corpus file or one split of it.",
                  "nerbilstm evaluate --data ner_dataset.csv            # shipped model, its test split",
                  "nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split dev --json",
                  "nerbilstm evaluate --model runs/crf --data test.conll  # all of another file")
@@ -127,9 +125,8 @@ def _add_scoring_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plots", metavar="DIR", help="also write the tag confusion matrix as PNG into DIR")
     p = _command(sub, "compare", "is model B better than model A? a paired bootstrap test",
-                 "Score two models on the same sentences and test the difference of their entity F1 "
-                 "(CoNLL-eval) with a paired bootstrap over sentences: the 95%% interval of F1(B) - F1(A), how "
-                 "often each model wins on a resampled test set, and Berg-Kirkpatrick et al.'s p-value.",
+                 "Test the difference of two models' entity F1 (CoNLL-eval) on the same sentences with a paired "
+                 "bootstrap: the 95%% interval of F1(B) - F1(A), wins per model and Berg-Kirkpatrick's p-value.",
                  "nerbilstm compare runs/crf runs/crf_seed14 --data ner_dataset.csv",
                  "nerbilstm compare runs/softmax runs/crf --data ner_dataset.csv --split dev --json")
     for name, metavar in (("model_a", "A"), ("model_b", "B")):
@@ -152,12 +149,11 @@ def _add_predict_parser(sub) -> None:
     _add_model_option(p)
     p.add_argument("--input", help="file to tag; - for standard input, which is also read when no text is given")
     p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto", help="text: a record per line; conll: "
-                   "per sentence, tokens in column 1; auto (default): conll if the input starts with -DOCSTART- or "
-                   "its first 20 lines all end in a tag, else text")
+                   "tokens in column 1; auto (default): conll if it starts with -DOCSTART- or 20 lines end in a tag")
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252 per line)")
     p.add_argument("--output-format", choices=("inline", "conll", "jsonl", "json", "spans"), default="inline",
-                   help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl (or json): a JSON object "
-                        "per record; spans: Prodigy-style JSON Lines, for annotation tools (default: inline)")
+                   help="inline: [Paris]{geo}; conll: token TAB tag; jsonl (or json): a JSON object per record; "
+                        "spans: Prodigy-style JSON Lines for annotation tools (default: inline)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per forward pass (default: 256)")
     p.add_argument("--nbest", type=int, default=0, metavar="K", help="with --output-format jsonl: the K best tag "
                    "sequences of each sentence with their probabilities (CRF models)")
@@ -166,9 +162,8 @@ def _add_predict_parser(sub) -> None:
 
 def _add_model_parsers(sub) -> None:
     p = _command(sub, "info", "describe a model: network, size, labels, training, scores",
-                 "What a model directory holds: the network and its size, labels, vocabulary, embeddings, the "
-                 "training recipe and data, and the dev/test figures recorded when it was trained. Loads the "
-                 "model, so its weights are checked too.",
+                 "What a model directory holds: network, size, labels, vocabulary, embeddings, training recipe "
+                 "and data, dev/test figures. Loads the model, so its weights are checked too.",
                  "nerbilstm info                       # the shipped model", "nerbilstm info --model runs/crf --json")
     _add_model_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -182,9 +177,8 @@ def _add_model_parsers(sub) -> None:
     _add_model_option(p)
     _add_config_flags(p, ServeConfig)
     p = _command(sub, "export", "export a model as one TorchScript or ONNX file",
-                 "Write the tagger (emissions and Viterbi/argmax decoding) as one file that runs without "
-                 "nerbilstm: TorchScript (torch only) or ONNX (onnxruntime; needs the export extra). The "
-                 "vocabularies, labels and id rules travel inside it as nerbilstm.json.",
+                 "Write the tagger (emissions and decoding) as one file that runs without nerbilstm: TorchScript "
+                 "or ONNX (the export extra), with vocabularies, labels and id rules inside as nerbilstm.json.",
                  "nerbilstm export --out tagger.pt                  # the shipped model, TorchScript",
                  "nerbilstm export --model runs/crf --format onnx --out tagger.onnx")
     _add_model_option(p)
@@ -192,23 +186,27 @@ def _add_model_parsers(sub) -> None:
                    help="(default: onnx if --out ends in .onnx, else torchscript)")
     p.add_argument("--out", required=True, help="file to write (replaced atomically)")
     p = _command(sub, "upgrade", "re-save a model directory you trust in the current format",
-                 "Rewrite config.json of a model directory (written before format 2) with the checksum of its "
-                 "content; the weights are not touched, and must match their recorded checksum and the config.",
+                 "Rewrite config.json of a model directory (before format 2) with the checksum of its content; "
+                 "the weights are not touched, and must match their recorded checksum and the config.",
                  "nerbilstm upgrade --model runs/crf",
                  "nerbilstm upgrade --model runs/crf --accept-edits   # after editing config.json on purpose")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("--accept-edits", action="store_true",
-                   help="also re-seal a current-format config.json whose content was edited on purpose")
+    p.add_argument("--accept-edits", action="store_true", help="also re-seal a current config.json edited on purpose")
+    p = _command(sub, "init-config", "write a train config file (TOML) with every default, each key with its help",
+                 "Write train's options at their defaults as TOML, each with its help as a comment.",
+                 "nerbilstm init-config --out run.toml && nerbilstm train --config run.toml --out runs/mine")
+    p.add_argument("--out", default="train.toml", help="file to write (default: train.toml)")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "compare": cmd_compare, "info": cmd_info, "serve": cmd_serve,
-                "export": cmd_export, "upgrade": cmd_upgrade}[args.command](args)
+                "export": cmd_export, "upgrade": cmd_upgrade, "init-config": cmd_init_config}[args.command](args)
     except NerError as err:
         from nerbilstm.train import TrainingInterrupted
 
@@ -226,6 +224,8 @@ def cmd_train(args) -> int:
     from nerbilstm.report import render_evaluation
     from nerbilstm.train import train_files
 
+    if args.config:
+        merge(args, _add_train_parser, args.argv)
     data, model, training = (cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
                              for cls in (DataConfig, ModelConfig, TrainConfig))
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -238,9 +238,7 @@ def cmd_train(args) -> int:
                           progress=False if args.no_progress else None, plots=not args.no_plots)
     if not metrics:  # another rank of a distributed run
         return 0
-    for split in ("dev", "test"):
-        if split in metrics:
-            print(f"== {split} ==\n" + render_evaluation(metrics[split]))
+    print("".join(f"== {s} ==\n{render_evaluation(metrics[s])}\n" for s in ("dev", "test") if s in metrics), end="")
     print(f"model written to {out} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
           f"{metrics['train_wall_seconds']:.0f} s)")
     return 0
@@ -281,9 +279,7 @@ def cmd_compare(args) -> int:
                for m in (args.model_a, args.model_b)]
     sentences, scored = _gold_sentences(args, taggers[0])
     result = compare_taggers(*taggers, sentences, samples=args.samples, seed=args.seed)
-    result["scored"] = scored
-    result["split"] = args.split
-    result["models"] = {"a": args.model_a, "b": args.model_b}
+    result.update(scored=scored, split=args.split, models={"a": args.model_a, "b": args.model_b})
     print(json.dumps(result) if args.json else render_comparison(result))
     return 0
 
@@ -328,8 +324,12 @@ def cmd_export(args) -> int:
     from nerbilstm.export import export_model
 
     fmt = args.format or ("onnx" if args.out.lower().endswith(".onnx") else "torchscript")
-    out = export_model(args.model, args.out, fmt)
-    print(f"{fmt} model written to {out}")
+    print(f"{fmt} model written to {export_model(args.model, args.out, fmt)}")
+    return 0
+
+
+def cmd_init_config(args) -> int:
+    print(f"defaults written to {write_defaults(args.out)}")
     return 0
 
 

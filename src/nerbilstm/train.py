@@ -28,6 +28,7 @@ from nerbilstm import __version__
 from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, restore_optimizer,
                                   save_checkpoint, set_rng_state)
 from nerbilstm.config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict
+from nerbilstm.config_file import run_configs, write_config
 from nerbilstm.data.batching import collate
 from nerbilstm.data.sources import InMemoryBatches, StreamedBatches, scan
 from nerbilstm.data.vocab import Vocab
@@ -39,6 +40,7 @@ from nerbilstm.io import atomic_write_json, save_model_dir
 from nerbilstm.model.tagger import BiLSTMTagger
 from nerbilstm.predict import Tagger
 from nerbilstm.run_dir import TRAIN_LOG, check_run_id, claim_out_dir, new_run_id
+from nerbilstm.tags import entity_type
 from nerbilstm.tensorboard_log import TensorBoardLog, require_tensorboard
 
 log = logging.getLogger("nerbilstm.train")
@@ -532,7 +534,7 @@ def finish_run(run: Run, dev_sents, test_sents, tag_counts: Counter, plots: bool
         metrics["dev"], dev_pred = evaluate_tagger(run.tagger, dev_sents, return_predictions=True)
     if test_sents:
         metrics["test"] = evaluate_tagger(run.tagger, test_sents)
-    write_model(run, metrics)
+    write_model(run, metrics, example_sentence(dev_sents or []))
     if run.tensorboard is not None:
         run.tensorboard.finish(run.run_config, metrics)
     if plots:
@@ -544,8 +546,20 @@ def finish_run(run: Run, dev_sents, test_sents, tag_counts: Counter, plots: bool
     return metrics
 
 
-def write_model(run: Run, metrics: dict) -> None:
-    """The model directory (weights, config.json, metrics.json); the checkpoint is removed."""
+def example_sentence(sentences) -> str | None:
+    """The first sentence with the most entity types, its tokens joined by spaces: the example
+    text of the model's web page (None without a sentence holding an entity)."""
+    best, most = None, 0
+    for s in sentences:
+        n = len({entity_type(t) for t in s.tags} - {None})
+        if n > most:
+            best, most = " ".join(s.tokens), n
+    return best
+
+
+def write_model(run: Run, metrics: dict, example: str | None = None) -> None:
+    """The model directory (weights, config.json with the page's ``example`` text, metrics.json,
+    train.toml: the effective configuration, see config_file.py); the checkpoint is removed."""
     pretrained = run.pretrained
     # config.json names files, never this machine's folders (the checkpoint, removed now, kept them).
     data = {split: dict(part, path=Path(part["path"]).name) if isinstance(part, dict) and part.get("path") else part
@@ -554,8 +568,10 @@ def write_model(run: Run, metrics: dict) -> None:
     config = dict(run.run_config, data=data, nerbilstm_version=__version__, labels=run.vocab.labels,
                   embeddings={"source": source, "checksum": pretrained.checksum, "dim": pretrained.dim},
                   metrics={k: _headline(v) if isinstance(v, dict) else v for k, v in metrics.items()},
-                  history=run.progress.history)
+                  history=run.progress.history, example=example)
     save_model_dir(run.out_dir, run.model.state_dict(), config)
+    write_config(run.out_dir / "train.toml", run_configs(run.data_config, run.run_config["model"],
+                                                         run.run_config["training"]))
     atomic_write_json(run.out_dir / "metrics.json", metrics)
     remove_checkpoint(run.out_dir)
 

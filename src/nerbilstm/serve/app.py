@@ -50,7 +50,12 @@ ENTITY_TYPES = {
     "art": "Artifact",
     "eve": "Event",
     "nat": "Natural phenomenon",
+    "PER": "Person",
+    "LOC": "Location",
+    "ORG": "Organization",
+    "MISC": "Miscellaneous entity",
 }
+MAX_NBEST = 100
 
 # The page loads nothing from elsewhere and runs no inline script; /docs is left out of this
 # (Swagger UI's start-up script is inline) but also loads only our own files.
@@ -71,6 +76,8 @@ class TagRequest(BaseModel):
 
     text: str | None = Field(None, description="one text to tag")
     texts: list[str] | None = Field(None, description="several texts to tag, each on its own")
+    nbest: int = Field(0, ge=0, le=MAX_NBEST, description="K > 0: each sentence also carries its K best tag "
+                                                          "sequences with their probabilities (CRF models only)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "TagRequest":
@@ -95,10 +102,16 @@ class EntityOut(BaseModel):
     score: float = Field(description="confidence: the lowest marginal probability among its tokens")
 
 
+class PathOut(BaseModel):
+    tags: list[str] = Field(description="one IOB2 tag per token of the sentence")
+    prob: float = Field(description="probability of this tag sequence")
+
+
 class SentenceOut(BaseModel):
     start: int
     end: int
     score: float | None = Field(description="model score of the decoded tag path")
+    nbest: list[PathOut] | None = Field(None, description="with nbest K in the request: the K best tag sequences")
 
 
 class DocOut(BaseModel):
@@ -126,6 +139,7 @@ class _Job:
     texts: list[str]
     future: asyncio.Future
     chars: int
+    nbest: int = 0
 
 
 class TooManyTokens(Exception):
@@ -171,14 +185,15 @@ class MicroBatcher:
         self.calls = 0  # tagger calls made, for tests and curiosity
         self.batched_requests = 0
 
-    async def submit(self, texts: list[str], gone: Awaitable | None = None) -> Any:
+    async def submit(self, texts: list[str], gone: Awaitable | None = None, nbest: int = 0) -> Any:
         """The finished output for ``texts``. ``gone``: completes when the client disconnects;
-        the request is then dropped (if not being tagged yet) and ClientGone raised."""
+        the request is then dropped (if not being tagged yet) and ClientGone raised. ``nbest`` > 0:
+        tagged with ``tag(texts, nbest)``, in a call only with requests of the same ``nbest``."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first request, or a new event loop (test clients start their own)
             self._loop, self._small, self._large, self._timer = loop, deque(), deque(), None
             self._busy = self._busy_large = 0
-        job = _Job(texts, loop.create_future(), sum(len(t) for t in texts))
+        job = _Job(texts, loop.create_future(), sum(len(t) for t in texts), nbest)
         (self._small if job.chars <= self.small_chars else self._large).append(job)
         if self._busy < self.workers and self._timer is None:
             self._timer = loop.call_later(self.window_s, self._on_timer)
@@ -219,22 +234,30 @@ class MicroBatcher:
             self.batched_requests += len(batch)
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="nerbilstm-tag")
-            fut = self._loop.run_in_executor(self._executor, self._run, [job.texts for job in batch])
+            fut = self._loop.run_in_executor(self._executor, self._run, [job.texts for job in batch],
+                                             batch[0].nbest)
             fut.add_done_callback(functools.partial(self._finished, batch, large))
 
     def _take(self, queue: deque[_Job], max_chars: int) -> list[_Job]:
+        """The next call's requests: the first waiting one and those after it with the same
+        ``nbest`` (others keep their places), within the call's limits."""
         batch: list[_Job] = []
+        others: list[_Job] = []
         n_texts = n_chars = 0
         while queue:
-            job = queue[0]
+            job = queue.popleft()
             if job.future.done():  # the client went away
-                queue.popleft()
+                continue
+            if batch and job.nbest != batch[0].nbest:
+                others.append(job)
                 continue
             if batch and (n_texts + len(job.texts) > self.max_texts or n_chars + job.chars > max_chars):
+                queue.appendleft(job)
                 break
-            batch.append(queue.popleft())
+            batch.append(job)
             n_texts += len(job.texts)
             n_chars += job.chars
+        queue.extendleft(reversed(others))
         return batch
 
     def _finished(self, batch: list[_Job], large: bool, fut: asyncio.Future) -> None:
@@ -265,23 +288,23 @@ class MicroBatcher:
         return TooManyTokens(f"the request has {n} tokens, more than the limit of {budget} tokens per "
                              "request: send the text in smaller parts")
 
-    def _run(self, groups: list[list[str]]) -> list[Any]:
+    def _run(self, groups: list[list[str]], nbest: int = 0) -> list[Any]:
         """In a worker thread: refuse requests over the token budget, tag the others in one call."""
         out: list[Any] = [self._over_budget(g) for g in groups]
         ok = [k for k, err in enumerate(out) if err is None]
-        for k, result in zip(ok, self._run_groups([groups[k] for k in ok])):
+        for k, result in zip(ok, self._run_groups([groups[k] for k in ok], nbest)):
             out[k] = result
         return out
 
-    def _run_groups(self, groups: list[list[str]]) -> list[Any]:
+    def _run_groups(self, groups: list[list[str]], nbest: int = 0) -> list[Any]:
         """Tag all texts of ``groups`` in one call, hand each request its share."""
         flat = [t for g in groups for t in g]
         try:
-            docs = self._tag(flat) if flat else []
+            docs = (self._tag(flat, nbest) if nbest else self._tag(flat)) if flat else []
         except Exception as err:
             if len(groups) == 1:
                 return [err]
-            return [self._run_groups([g])[0] for g in groups]
+            return [self._run_groups([g], nbest)[0] for g in groups]
         out, i = [], 0
         for g in groups:
             try:
@@ -494,10 +517,18 @@ def _add_page_routes(app: FastAPI) -> None:
 
 def _model_info(tagger, server: dict) -> dict:
     """Tagger.info() without the model's directory (a path of the serving machine), with the
-    entity types described and the server's settings."""
+    entity types described, the example text stored at training (None for older models) and the
+    server's settings."""
     info = {k: v for k, v in tagger.info().items() if k != "path"}
+    example = (getattr(tagger, "config", None) or {}).get("example")
     return finite_json({**info, "entity_descriptions": {t: ENTITY_TYPES.get(t, t) for t in info["entity_types"]},
-                        "server": server})
+                        "example": example if isinstance(example, str) else None, "server": server})
+
+
+def _check_nbest(nbest: int, model_info: dict) -> None:
+    """K best tag sequences come from a CRF: for another model a request with nbest is a NerError (422)."""
+    if nbest and (model_info.get("model") or {}).get("decoder") != "crf":
+        raise NerError("nbest needs a CRF model (this one decodes with softmax)")
 
 
 def _count_tokens(texts: list[str]) -> int:
@@ -569,7 +600,7 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
     else:
         tagger = tagger_or_model_dir
     max_tokens = int(max_tokens_per_request or max(1, int(max_body_bytes) // 2))
-    batcher = MicroBatcher(lambda texts: tagger(list(texts)), _encode_results,
+    batcher = MicroBatcher(lambda texts, *nbest: tagger(list(texts), *nbest), _encode_results,
                            workers=workers or default_workers(), window_s=batch_window_ms / 1000.0,
                            max_texts=max_batch_texts, max_chars=max_batch_chars, max_tokens=max_tokens,
                            count_tokens=_count_tokens)
@@ -582,7 +613,8 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
         version=__version__,
         summary="Named-entity recognition with a BiLSTM-CRF",
         description=(
-            "`POST /api/tag` takes `{\"text\": \"...\"}` or `{\"texts\": [\"...\", ...]}` and always answers "
+            "`POST /api/tag` takes `{\"text\": \"...\"}` or `{\"texts\": [\"...\", ...]}` (and `\"nbest\": K` "
+            "for a CRF model's K best tag sequences) and always answers "
             "`{\"results\": [doc, ...]}`, one doc per text. Offsets (`start`, `end`) count Unicode code "
             "points into that text, so `text[start:end]` is the entity in Python.\n\n"
             f"Errors are JSON `{{\"error\": message}}`: 413 for a body over {int(max_body_bytes)} bytes "
@@ -608,10 +640,11 @@ def create_app(tagger_or_model_dir: Any = None, max_body_bytes: int = DEFAULT_MA
         An empty text gives a doc with no tokens and no entities.
         """
         texts = [body.text] if body.text is not None else list(body.texts or [])
+        _check_nbest(body.nbest, model_info)
         if not texts:
             return Response(_encode_results([]), media_type="application/json")
         try:
-            payload = await batcher.submit(texts, gone=request.receive())
+            payload = await batcher.submit(texts, gone=request.receive(), nbest=body.nbest)
         except ClientGone:
             return Response(status_code=499)  # nobody is listening
         return Response(payload, media_type="application/json")

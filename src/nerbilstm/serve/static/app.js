@@ -4,28 +4,30 @@
 "use strict";
 
 (() => {
-  const TYPES = {
-    geo: "Geographical entity",
-    org: "Organization",
-    per: "Person",
-    gpe: "Geopolitical entity",
-    tim: "Time indicator",
-    art: "Artifact",
-    eve: "Event",
-    nat: "Natural phenomenon",
-  };
-  const EXAMPLE =
-    "Prime Minister Gordon Brown met U.S. President Barack Obama in London on Tuesday to discuss " +
-    "the war in Afghanistan. The United Nations said Hurricane Katrina hit New Orleans in 2005.";
+  // Colours, legend and descriptions come from the loaded model (GET /api/model): its entity
+  // types take the palette's colours (style.css: .pal-0 ... .pal-11) in their order.
+  const PALETTE_SIZE = 12;
+  // For models trained before config.json kept an example sentence of their own.
+  const FALLBACK_EXAMPLE =
+    "Marie Curie was born in Warsaw and worked in Paris, where she won the Nobel Prize in 1911.";
+  const types = new Map(); // entity type -> {description, index}
+  let example = FALLBACK_EXAMPLE;
 
   const $ = (id) => document.getElementById(id);
   const els = {};
   let maxBodyBytes = null;
   let requestSeq = 0;
 
-  const typeName = (label) => TYPES[label] || label;
-  const typeClass = (label) => (Object.hasOwn(TYPES, label) ? "ent-" + label : "ent-other");
+  const typeName = (label) => (types.has(label) ? types.get(label).description : label);
+  const typeClass = (label) => (types.has(label) ? "pal-" + (types.get(label).index % PALETTE_SIZE) : "ent-other");
   const percent = (p) => (100 * p).toFixed(1) + "%";
+
+  // "LOC · Location" (on a phone the description is left out: style.css).
+  function typeCell(label) {
+    const cell = el("td", { title: typeName(label) }, label);
+    if (typeName(label) !== label) cell.append(el("span", { className: "type-description" }, ` · ${typeName(label)}`));
+    return cell;
+  }
 
   function el(tag, props = {}, text = null) {
     const node = document.createElement(tag);
@@ -78,9 +80,9 @@
       cell.append(el("span", { className: "chip " + typeClass(ent.label) }, ent.text));
       row.append(
         cell,
-        el("td", { title: typeName(ent.label) }, `${ent.label} · ${typeName(ent.label)}`),
+        typeCell(ent.label),
         el("td", { className: "num" }, percent(ent.score)),
-        el("td", { className: "num muted" }, `${ent.start}–${ent.end}`),
+        el("td", { className: "num muted offsets" }, `${ent.start}–${ent.end}`),
       );
       tbody.append(row);
     }
@@ -154,19 +156,20 @@
     if (info.server) add("Request limit", `${Number(info.server.max_body_bytes).toLocaleString()} bytes`);
   }
 
-  function markLegend(types, descriptions) {
-    const known = new Set(types);
-    for (const item of els.legend.querySelectorAll("li[data-type]")) {
-      const absent = !known.has(item.dataset.type);
-      item.classList.toggle("absent", absent);
-      item.title = absent ? "the loaded model does not predict this type" : "";
-    }
-    for (const type of types) {
-      if (Object.hasOwn(TYPES, type)) continue;
+  // The legend: one item per entity type of the model, its colour and its description (the
+  // bare name where none is known).
+  function showLegend(entityTypes, descriptions) {
+    types.clear();
+    els.legend.replaceChildren();
+    entityTypes.forEach((type, index) => {
+      const description = descriptions[type] || type;
+      types.set(type, { description, index });
       const item = el("li", { dataset: { type } });
-      item.append(el("span", { className: "swatch ent-other" }, type), document.createTextNode(" " + (descriptions[type] || type)));
+      item.append(el("span", { className: "swatch " + typeClass(type) }, type));
+      if (description !== type) item.append(el("span", { className: "description" }, description));
       els.legend.append(item);
-    }
+    });
+    if (entityTypes.length === 0) els.legend.append(el("li", { className: "muted" }, "this model tags no entity types"));
   }
 
   async function loadModelInfo() {
@@ -176,7 +179,9 @@
       const info = await response.json();
       maxBodyBytes = info.server ? info.server.max_body_bytes : null;
       describeModel(info);
-      markLegend(info.entity_types || [], info.entity_descriptions || {});
+      showLegend(info.entity_types || [], info.entity_descriptions || {});
+      if (typeof info.example === "string" && info.example.trim()) example = info.example;
+      els.text.placeholder = `Type or paste text to tag, e.g. “${example}”`;
     } catch (err) {
       els.modelInfo.replaceChildren(el("dt", {}, "Status"), el("dd", {}, "unavailable: " + err.message));
     }
@@ -196,7 +201,7 @@
       }
     });
     $("example-button").addEventListener("click", () => {
-      els.text.value = EXAMPLE;
+      els.text.value = example;
       tag();
     });
     $("clear-button").addEventListener("click", () => {
