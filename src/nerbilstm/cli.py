@@ -16,7 +16,7 @@ from pathlib import Path
 from nerbilstm import __version__
 from nerbilstm.config import DataConfig, ModelConfig, ServeConfig, TrainConfig
 from nerbilstm.errors import NerError
-from nerbilstm.tagging import INPUT_FORMATS
+from nerbilstm.tagging import INPUT_FORMATS, ScaleOptions
 
 EXIT_USER_ERROR = 2
 
@@ -151,17 +151,16 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("texts", nargs="*", help="text to tag (each argument one text)")
     _add_model_option(p)
     p.add_argument("--input", help="file to tag; - for standard input, which is also read when no text is given")
-    p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto", help="text: a record per line; conll: "
-                   "per sentence, tokens in column 1; auto (default): conll if the input starts with -DOCSTART- or "
-                   "its first 20 lines all end in a tag, else text")
+    p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto", help="text: a record per line; conll: a "
+                   "sentence's tokens in column 1; auto (default): conll if it starts with -DOCSTART- or 20 tagged lines")
     p.add_argument("--encoding", default=None, help="encoding of --input (default: UTF-8, else cp1252 per line)")
     p.add_argument("--output-format", choices=("inline", "conll", "jsonl", "json", "spans"), default="inline",
-                   help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl (or json): a JSON object "
-                        "per record; spans: Prodigy-style JSON Lines, for annotation tools (default: inline)")
+                   help="inline: [Paris]{geo} in the text; conll: token TAB tag; jsonl (or json): a JSON object per "
+                   "record; spans: Prodigy-style JSON Lines (annotation tools) (default: inline)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per forward pass (default: 256)")
-    p.add_argument("--nbest", type=int, default=0, metavar="K", help="with --output-format jsonl: the K best tag "
-                   "sequences of each sentence with their probabilities (CRF models)")
+    p.add_argument("--nbest", type=int, default=0, metavar="K", help="jsonl: each sentence's K best tag paths (CRF)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown for a file input on a terminal)")
+    _add_config_flags(p, ScaleOptions)
 
 
 def _add_model_parsers(sub) -> None:
@@ -290,19 +289,20 @@ def cmd_compare(args) -> int:
 
 def cmd_predict(args) -> int:
     from nerbilstm.predict import Tagger
-    from nerbilstm.tagging import check_options, open_input, write_tagged
+    from nerbilstm.tagging import check_options, default_source, open_input, write_tagged
 
-    if not args.texts and not args.input:
-        if sys.stdin is None or sys.stdin.isatty():
-            raise NerError("nothing to tag: give text arguments, --input FILE, or text on standard input")
-        args.input = "-"
-    check_options(args.batch_size, args.nbest, args.output_format)
+    args.input = default_source(args.texts, args.input, sys.stdin)
+    check_options(args.batch_size, args.nbest, args.output_format, workers=args.workers)
+    if args.ray:
+        from nerbilstm.ray import PREDICT_ARGS, predict_on_ray
+
+        return predict_on_ray(sys.stdout, **{name: getattr(args, name) for name in PREDICT_ARGS})
     tagger = Tagger.load(args.model)
     check_options(args.batch_size, args.nbest, args.output_format, tagger)
     tagger.batch_size = args.batch_size
     inp = open_input(args.texts, args.input, args.input_format, args.encoding)
     write_tagged(tagger, inp, sys.stdout, args.output_format, nbest=args.nbest,
-                 progress=not args.no_progress and sys.stderr.isatty())
+                 progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)
     return 0
 
 
