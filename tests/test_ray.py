@@ -13,9 +13,9 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'nerbilstm[ray]')")
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
 
-from nerbilstm.errors import NerError  # noqa: E402
-from nerbilstm.ray import RayTagger, predict_on_ray  # noqa: E402
-from servers import tiny_tagger  # noqa: E402
+from nerbilstm.errors import NerError
+from nerbilstm.ray import RayTagger, predict_on_ray
+from servers import tiny_tagger
 
 WORDS = "John Smith visited Paris on Monday . The army of Iraq left Baghdad , said Mary from New York".split()
 
