@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 # The optional extras too (spacy, tensorboard), so their tests run; torch named again so that
 # no dependency's resolution can replace the pinned CPU build.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e '.[dev,serve,spacy,tensorboard]' torch==2.13.0
+	$(PIP) install --quiet -e '.[dev,serve,spacy,tensorboard,ray]' torch==2.13.0
 	touch $@
 
 install: $(VENV)/.installed

@@ -7,6 +7,7 @@ tracebacks are left for bugs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -17,13 +18,12 @@ from nerbilstm import __version__
 from nerbilstm.config import DataConfig, ModelConfig, ServeConfig, TrainConfig
 from nerbilstm.config_file import merge, write_defaults
 from nerbilstm.errors import NerError
-from nerbilstm.tagging import INPUT_FORMATS
+from nerbilstm.tagging import INPUT_FORMATS, ScaleOptions
 
 EXIT_USER_ERROR = 2
 
 
-def _formatter(prog):
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+_formatter = functools.partial(argparse.RawDescriptionHelpFormatter, max_help_position=32)
 
 
 def _add_data_options(p: argparse.ArgumentParser, train: bool = False) -> None:
@@ -32,10 +32,11 @@ def _add_data_options(p: argparse.ArgumentParser, train: bool = False) -> None:
 
 
 def _add_gold_options(p: argparse.ArgumentParser) -> None:
-    """The gold sentences a model is scored on: a corpus file and one split of it."""
+    """The gold sentences a model is scored on (a corpus file, one split of it), and --json."""
     _add_data_options(p)
     p.add_argument("--split", choices=("test", "dev", "train", "all"), default=None, help="canonical split of "
                    "the file, or all (default: test of the model's own training corpus, all of another file)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _gold_sentences(args, tagger) -> tuple[list, str]:
@@ -115,14 +116,14 @@ def _add_train_parser(sub) -> None:
 
 def _add_scoring_parsers(sub) -> None:
     p = _command(sub, "evaluate", "score a model on gold data",
-                 "Entity F1 (CoNLL-eval and strict), token macro-F1 and the original notebook's batch-of-8 "
-                 "macro-F1 (for comparison only) on a corpus file or one split of it.",
+                 "Entity F1 (CoNLL-eval and strict), token macro-F1 and the batch-of-8 macro-F1 on a corpus file "
+                 "or one split of it. The batch-of-8 macro-F1 is the original notebook's metric, for comparison "
+                 "only: token macro-F1 over the tags present in each batch of 8 sentences, averaged over batches.",
                  "nerbilstm evaluate --data ner_dataset.csv            # shipped model, its test split",
                  "nerbilstm evaluate --model runs/crf --data ner_dataset.csv --split dev --json",
                  "nerbilstm evaluate --model runs/crf --data test.conll  # all of another file")
     _add_model_option(p)
     _add_gold_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plots", metavar="DIR", help="also write the tag confusion matrix as PNG into DIR")
     p = _command(sub, "compare", "is model B better than model A? a paired bootstrap test",
                  "Test the difference of two models' entity F1 (CoNLL-eval) on the same sentences with a paired "
@@ -134,7 +135,6 @@ def _add_scoring_parsers(sub) -> None:
     _add_gold_options(p)
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_predict_parser(sub) -> None:
@@ -155,9 +155,9 @@ def _add_predict_parser(sub) -> None:
                    help="inline: [Paris]{geo}; conll: token TAB tag; jsonl (or json): a JSON object per record; "
                         "spans: Prodigy-style JSON Lines for annotation tools (default: inline)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per forward pass (default: 256)")
-    p.add_argument("--nbest", type=int, default=0, metavar="K", help="with --output-format jsonl: the K best tag "
-                   "sequences of each sentence with their probabilities (CRF models)")
+    p.add_argument("--nbest", type=int, default=0, metavar="K", help="jsonl: each sentence's K best tag paths (CRF)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown for a file input on a terminal)")
+    _add_config_flags(p, ScaleOptions)
 
 
 def _add_model_parsers(sub) -> None:
@@ -286,19 +286,20 @@ def cmd_compare(args) -> int:
 
 def cmd_predict(args) -> int:
     from nerbilstm.predict import Tagger
-    from nerbilstm.tagging import check_options, open_input, write_tagged
+    from nerbilstm.tagging import check_options, default_source, open_input, write_tagged
 
-    if not args.texts and not args.input:
-        if sys.stdin is None or sys.stdin.isatty():
-            raise NerError("nothing to tag: give text arguments, --input FILE, or text on standard input")
-        args.input = "-"
-    check_options(args.batch_size, args.nbest, args.output_format)
+    args.input = default_source(args.texts, args.input, sys.stdin)
+    check_options(args.batch_size, args.nbest, args.output_format, workers=args.workers)
+    if args.ray:
+        from nerbilstm.ray import PREDICT_ARGS, predict_on_ray
+
+        return predict_on_ray(sys.stdout, **{name: getattr(args, name) for name in PREDICT_ARGS})
     tagger = Tagger.load(args.model)
     check_options(args.batch_size, args.nbest, args.output_format, tagger)
     tagger.batch_size = args.batch_size
     inp = open_input(args.texts, args.input, args.input_format, args.encoding)
     write_tagged(tagger, inp, sys.stdout, args.output_format, nbest=args.nbest,
-                 progress=not args.no_progress and sys.stderr.isatty())
+                 progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)
     return 0
 
 

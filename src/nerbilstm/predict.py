@@ -213,13 +213,16 @@ class Tagger:
             raise ModelFileError("weights do not match config.json: " + " ".join(s.strip() for s in first[:3]),
                                  path=directory / "model.safetensors") from None
         model.to(device)
+        source = None if pretrained is None else pretrained if pretrained == "auto" else str(pretrained)
         if pretrained == "auto":
             pretrained = _training_embeddings(config, directory)
         elif isinstance(pretrained, (str, Path)):
             from nerbilstm.embeddings import load_embeddings
 
             pretrained = load_embeddings(pretrained)
-        return cls(model, vocab, config, pretrained)
+        tagger = cls(model, vocab, config, pretrained)
+        tagger.pretrained_source = source  # how worker processes load the same table (see workers.py)
+        return tagger
 
     def info(self) -> dict:
         """What the model is, from its config.json and weights: architecture and size, labels,
@@ -287,16 +290,23 @@ class Tagger:
         return self.tag_documents(list(text), nbest)
 
     def pipe(self, items: Iterable[str | Sequence[str]], batch_size: int | None = None,
-             nbest: int = 0) -> Iterator[dict]:
+             nbest: int = 0, workers: int = 1, threads: int | None = None) -> Iterator[dict]:
         """Tag any iterable (a generator over a huge file, say) lazily, in order: ``batch_size``
         inputs (default: the tagger's batch size) are read and tagged at a time, so memory stays
         bounded whatever the input's length. Items as in ``__call__``: raw texts or token lists.
+        ``workers`` > 1 tags in that many processes, each loading this tagger's model directory
+        (with ``threads`` torch threads each; default: cores // workers); same documents, same order.
 
         >>> for doc in tagger.pipe(open("big.txt", encoding="utf-8")): ...
         """
         size = batch_size or self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
+        if workers != 1:
+            from nerbilstm.workers import pipe_in_workers
+
+            yield from pipe_in_workers(self, items, size, nbest, workers, threads)
+            return
         it = iter(items)
         while chunk := list(islice(it, size)):
             yield from self.tag_documents(chunk, nbest)

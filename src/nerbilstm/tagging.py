@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -41,6 +42,28 @@ class Input:
     name: str
     lines: TextLines | None = None
     notes: Callable[[], list[str]] = field(default=lambda: [])
+
+
+@dataclass
+class ScaleOptions:
+    """How ``predict`` spreads the work: processes on this machine, or a Ray cluster."""
+
+    workers: int = field(default=1, metadata={"help": "processes, each with a copy of the model and cores/N torch "
+                                                      "threads; output identical to 1"})
+    ray: bool = field(default=False, metadata={"help": "tag --input on Ray (pip install 'nerbilstm[ray]'): JSON "
+                                                       "Lines out, a record per input line, in order"})
+    ray_address: str = field(default=None, metadata={"help": "Ray cluster to join (default: a local one, or "
+                                                             "RAY_ADDRESS)"})
+
+
+def default_source(texts: list[str], source: str | None, stdin) -> str | None:
+    """The file to tag: ``source``, else standard input (``-``) when there are no text arguments
+    and it is not a terminal; a NerError when there is nothing to tag."""
+    if texts or source:
+        return source
+    if stdin is None or stdin.isatty():
+        raise NerError("nothing to tag: give text arguments, --input FILE, or text on standard input")
+    return "-"
 
 
 def open_input(texts: list[str], source: str | None, input_format: str = "auto",
@@ -104,11 +127,13 @@ def _progress_bar(inp: Input, show: bool):
         bar.close()
 
 
-def check_options(batch_size: int, nbest: int, output_format: str, tagger=None) -> None:
+def check_options(batch_size: int, nbest: int, output_format: str, tagger=None, workers: int = 1) -> None:
     """Refuse options that cannot work together, before any input is read (with ``tagger``: also
     those its model cannot do)."""
     if batch_size < 1:
         raise NerError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 1:
+        raise NerError(f"--workers must be at least 1, got {workers}")
     if nbest < 0:
         raise NerError("--nbest must be >= 0")
     if nbest and output_format not in ("jsonl", "json"):
@@ -118,25 +143,45 @@ def check_options(batch_size: int, nbest: int, output_format: str, tagger=None) 
 
 
 def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", read_ahead: int = READ_AHEAD, nbest: int = 0,
-                 progress: bool = False) -> int:
+                 progress: bool = False, workers: int = 1) -> int:
     """Tag ``inp``'s records with ``tagger``, ``read_ahead`` records at a time, and write them to
     ``out`` in ``fmt`` (see report.render_documents), flushed after each batch. -> records written.
-    (The tagger groups the sentences of each chunk by length into its own batches.)"""
+    (The tagger groups the sentences of each chunk by length into its own batches.) ``workers`` > 1
+    tags the chunks in that many processes (see workers.py): same output, byte for byte."""
     written = 0
-    records = iter(inp.records)
     with _progress_bar(inp, progress) as bar:
-        while chunk := list(islice(records, read_ahead)):
-            docs = tagger.tag_documents(chunk, nbest)
-            out.write(render_documents(docs, fmt))
-            out.flush()
-            written += len(docs)
-            del docs
-            _release_freed_memory()
+        def advance() -> None:
             if bar is not None:
                 bar.update(inp.lines.bytes_read - bar.n)
+
+        for text, count in _rendered_chunks(tagger, inp.records, fmt, read_ahead, nbest, workers, advance):
+            out.write(text)
+            out.flush()
+            written += count
     for note in inp.notes():
         log.warning("%s: %s", inp.name, note)
     return written
+
+
+def _rendered_chunks(tagger, records: Iterable, fmt: str, read_ahead: int, nbest: int, workers: int,
+                     advance: Callable[[], None]) -> Iterator[tuple[str, int]]:
+    """(rendered text, records) per chunk of ``read_ahead`` records, in input order: tagged here,
+    or in ``workers`` processes."""
+    if workers > 1:
+        from nerbilstm.workers import WorkerSpec, chunked, tag_in_workers
+
+        sizes: deque[int] = deque()
+        counted = (sizes.append(len(chunk)) or chunk for chunk in chunked(records, read_ahead))
+        for text in tag_in_workers(WorkerSpec.of(tagger, workers), workers, counted, nbest, fmt, advance):
+            yield text, sizes.popleft()
+        return
+    it = iter(records)
+    while chunk := list(islice(it, read_ahead)):
+        docs = tagger.tag_documents(chunk, nbest)
+        yield render_documents(docs, fmt), len(docs)
+        del docs
+        _release_freed_memory()
+        advance()
 
 
 def _release_freed_memory() -> None:
