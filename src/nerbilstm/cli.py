@@ -338,8 +338,7 @@ def cmd_upgrade(args) -> int:
     from nerbilstm.io import FORMAT_VERSION, upgrade_model_dir
     from nerbilstm.predict import build_model
 
-    # build_model refuses a config that does not match the weights
-    if upgrade_model_dir(args.model, accept_edits=args.accept_edits, check=build_model):
+    if upgrade_model_dir(args.model, accept_edits=args.accept_edits, check=build_model):  # shapes must match
         print(f"{args.model}: config.json re-saved in format {FORMAT_VERSION} (weights unchanged)")
     else:
         print(f"{args.model}: already in format {FORMAT_VERSION}, checksums intact; nothing to do")
