@@ -29,7 +29,7 @@ INPUT_FORMATS = ("auto", "text", "conll")
 DETECT_LINES = 20  # non-blank lines looked at to tell CoNLL from text
 # Records read and tagged at a time: enough for the tagger's length buckets to be tight (little
 # padding), few enough that the first records appear within a second or two.
-READ_AHEAD = 2048
+READ_AHEAD = 4096
 
 
 @dataclass
