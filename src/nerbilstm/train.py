@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -612,7 +613,8 @@ def train_files(data_config: DataConfig, model_config: ModelConfig, train_config
     if resume:
         _, data_config = resume_point(out_dir, data_config)
     else:
-        claim_out_dir(out_dir, overwrite)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone touches the directory
+            claim_out_dir(out_dir, overwrite)
         data_config = absolute_paths(data_config)
     data = load_from_config(data_config, streamed=bool(train_config.stream_chunk))
     log.info("sentences: %s train, %d dev, %d test",

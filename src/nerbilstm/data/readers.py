@@ -43,9 +43,7 @@ import codecs
 import csv
 import os
 import re
-import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +64,6 @@ __all__ = [
     "decode_argument",
     "looks_like_conll",
     "iter_conll_tokens",
-    "readable_path",
     "check_encoding",
     "iter_sentences",
     "write_conll",
@@ -827,25 +824,6 @@ def iter_conll_tokens(path, encoding: str | None = None) -> Iterator[list[str]]:
     with SentenceStream(path, "conll", encoding, -1, False, _tokens_only=True) as stream:
         for sentence in stream:
             yield sentence.tokens
-
-
-@contextmanager
-def readable_path(source: str):
-    """A path for the readers of files: ``source`` itself, or for ``-`` standard input copied
-    to a temporary file (removed afterwards); errors then name ``<stdin>`` instead of it."""
-    if source != "-":
-        yield source
-        return
-    with tempfile.TemporaryDirectory(prefix="nerbilstm-stdin-") as tmp:
-        path = Path(tmp) / "stdin"
-        with open(path, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-        try:
-            yield str(path)
-        except DataError as err:
-            if err.path == str(path):
-                raise DataError(err.message, path=STDIN_NAME, line=err.line) from None
-            raise
 
 
 # --------------------------------------------------------------------- writers
