@@ -41,3 +41,26 @@ def synthetic_sentences(n: int, seed: int = 0) -> list[Sentence]:
             tags += t
         out.append(Sentence(tokens, tags, line=k + 1))
     return out
+
+
+def write_tiny_vectors(sentences, path) -> None:
+    """A GloVe-style text table of 4-dim random vectors for the sentences' words (lowercased), so
+    tests train with no large embedding table."""
+    import numpy as np
+
+    words = sorted({w.lower() for s in sentences for w in s.tokens})
+    rng = np.random.default_rng(0)
+    with open(path, "w", encoding="utf-8") as f:
+        for w in words:
+            f.write(w + " " + " ".join(f"{x:.4f}" for x in rng.normal(size=4)) + "\n")
+
+
+def write_tiny_corpus(root, n: int = 120, dev: int = 30):
+    """``root/corpus.csv`` (GMB layout, n made-up sentences), ``root/dev.conll`` (its first ``dev``)
+    and ``root/emb.txt`` (write_tiny_vectors)."""
+    from nerbilstm.data.readers import write_conll, write_gmb_csv
+
+    sents = synthetic_sentences(n, seed=1)
+    write_gmb_csv(sents, root / "corpus.csv")
+    write_conll(sents[:dev], root / "dev.conll")
+    write_tiny_vectors(sents, root / "emb.txt")

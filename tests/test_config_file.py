@@ -6,15 +6,13 @@ import json
 import tomllib
 from dataclasses import asdict, fields
 
-import numpy as np
 import pytest
 
 from nerbilstm.cli import _add_train_parser, build_parser
 from nerbilstm.config import DataConfig, ModelConfig, TrainConfig
 from nerbilstm.config_file import ConfigFileError, merge, read_config, render
-from nerbilstm.data.readers import write_conll, write_gmb_csv
 
-from synthetic import synthetic_sentences
+from synthetic import write_tiny_corpus
 
 TINY = """\
 [data]
@@ -40,14 +38,7 @@ RUN = ["--no-plots", "--no-progress"]
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("config_file")
-    sents = synthetic_sentences(120, seed=1)
-    write_gmb_csv(sents, root / "corpus.csv")
-    write_conll(sents[:30], root / "dev.conll")
-    words = sorted({w.lower() for s in sents for w in s.tokens})
-    rng = np.random.default_rng(0)
-    with open(root / "emb.txt", "w", encoding="utf-8") as f:
-        for w in words:
-            f.write(w + " " + " ".join(f"{x:.4f}" for x in rng.normal(size=4)) + "\n")
+    write_tiny_corpus(root)
     (root / "tiny.toml").write_text(TINY, encoding="utf-8")
     return root
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from nerbilstm import train as train_module
 from nerbilstm.checkpoint import CHECKPOINT_DIR, STATE_JSON, read_checkpoint
 from nerbilstm.cli import main
-from nerbilstm.data.readers import Sentence, write_conll, write_gmb_csv
+from nerbilstm.data.readers import Sentence, write_conll
 
-from synthetic import synthetic_sentences
+from synthetic import synthetic_sentences, write_tiny_corpus
 
 TINY = ["--epochs", "2", "--hidden-size", "4", "--layers", "1", "--char-dim", "4", "--char-filters", "4",
         "--case-dim", "2", "--batch-size", "16", "--threads", "1", "--no-plots", "--no-progress", "--seed", "3"]
@@ -23,14 +22,7 @@ TINY = ["--epochs", "2", "--hidden-size", "4", "--layers", "1", "--char-dim", "4
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("run_dir")
-    sents = synthetic_sentences(120, seed=1)
-    write_gmb_csv(sents, root / "corpus.csv")
-    write_conll(sents[:30], root / "dev.conll")
-    words = sorted({w.lower() for s in sents for w in s.tokens})
-    rng = np.random.default_rng(0)
-    with open(root / "emb.txt", "w", encoding="utf-8") as f:
-        for w in words:
-            f.write(w + " " + " ".join(f"{x:.4f}" for x in rng.normal(size=4)) + "\n")
+    write_tiny_corpus(root)
     return root
 
 
