@@ -181,3 +181,28 @@ def test_init_from_changes_the_decoder_and_keeps_the_architecture(tmp_path, caps
     base, tuned = Tagger.load(model_dir).model.config, Tagger.load(out).model.config
     assert tuned.decoder == "softmax" and tuned.hidden_size == base.hidden_size == 4
     assert (tuned.char_dim, tuned.case_dim, tuned.word_dim) == (base.char_dim, base.case_dim, base.word_dim)
+
+
+def test_training_from_python_logs_progress_without_logging_configured(tmp_path):
+    """A script that calls train() and configures no logging still sees each epoch on stderr, as
+    the CLI shows it (the nerbilstm logger gets a stderr handler only where none is configured)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from synthetic import synthetic_sentences, write_tiny_vectors
+        from nerbilstm.config import ModelConfig, TrainConfig
+        from nerbilstm.train import train
+        sents = synthetic_sentences(40, seed=1)
+        write_tiny_vectors(sents, {str(tmp_path / 'emb.txt')!r})
+        train(sents[:30], sents[30:], ModelConfig(hidden_size=4, char_dim=4, char_filters=4, case_dim=2),
+              TrainConfig(epochs=2, batch_size=16, threads=1, embeddings={str(tmp_path / 'emb.txt')!r}),
+              {str(tmp_path / 'run')!r}, plots=False, progress=False)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "INFO nerbilstm.train: epoch 1: loss" in run.stderr and "epoch 2: loss" in run.stderr
