@@ -64,3 +64,18 @@ def write_tiny_corpus(root, n: int = 120, dev: int = 30):
     write_gmb_csv(sents, root / "corpus.csv")
     write_conll(sents[:dev], root / "dev.conll")
     write_tiny_vectors(sents, root / "emb.txt")
+
+
+# Tag alphabets for property tests of the tag schemes and metrics.
+BIO = ["O", "B-a", "I-a", "B-b", "I-b"]
+IOBES = BIO + ["E-a", "S-a", "E-b", "S-b"]
+
+
+def quiet(fn, *args, **kw):
+    """``fn(*args, **kw)`` with warnings silenced (seqeval and scikit-learn warn on empty classes)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kw)
+

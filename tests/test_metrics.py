@@ -6,7 +6,6 @@ import json
 from collections import Counter
 import random
 import time
-import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,17 +26,11 @@ from nerbilstm.metrics import (  # noqa: E402
 )
 
 IOB2 = seqeval_scheme.IOB2
-BIO = ["O", "B-a", "I-a", "B-b", "I-b"]
-IOBES = BIO + ["E-a", "S-a", "E-b", "S-b"]
+
+from synthetic import BIO, IOBES, quiet  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # references
-
-
-def _quiet(fn, *args, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kw)
 
 
 def seqeval_ref(gold, pred, strict=False):
@@ -47,11 +40,11 @@ def seqeval_ref(gold, pred, strict=False):
     gold = [list(s) for s in gold]
     pred = [list(s) for s in pred]
     ref = {
-        "precision": _quiet(seqeval_metrics.precision_score, gold, pred, **kw),
-        "recall": _quiet(seqeval_metrics.recall_score, gold, pred, **kw),
-        "f1": _quiet(seqeval_metrics.f1_score, gold, pred, **kw),
+        "precision": quiet(seqeval_metrics.precision_score, gold, pred, **kw),
+        "recall": quiet(seqeval_metrics.recall_score, gold, pred, **kw),
+        "f1": quiet(seqeval_metrics.f1_score, gold, pred, **kw),
     }
-    report = _quiet(seqeval_metrics.classification_report, gold, pred, output_dict=True, **kw)
+    report = quiet(seqeval_metrics.classification_report, gold, pred, output_dict=True, **kw)
     ref["per_type"] = {
         t: {
             "precision": float(r["precision"]),
@@ -84,7 +77,7 @@ def seqeval_spans(tags):
     """seqeval's default-mode chunks as (type, start, end-exclusive)."""
     from seqeval.metrics.sequence_labeling import get_entities
 
-    return [(t, a, b + 1) for t, a, b in _quiet(get_entities, list(tags))]
+    return [(t, a, b + 1) for t, a, b in quiet(get_entities, list(tags))]
 
 
 def test_unknown_mode():
@@ -184,7 +177,7 @@ TOKEN_CASES = [
 def _check_token_scores(gold, pred, labels):
     ours = token_scores(gold, pred, labels)
     y, yh = _flat(gold), _flat(pred)
-    p, r, f, s = _quiet(
+    p, r, f, s = quiet(
         sk.precision_recall_fscore_support, y, yh, labels=labels, zero_division=0
     )
     assert list(ours["per_tag"]) == list(labels)
@@ -194,7 +187,7 @@ def _check_token_scores(gold, pred, labels):
         assert o["recall"] == pytest.approx(r[i], abs=1e-12)
         assert o["f1"] == pytest.approx(f[i], abs=1e-12)
         assert o["support"] == s[i]
-    macro = _quiet(sk.f1_score, y, yh, labels=labels, average="macro", zero_division=0)
+    macro = quiet(sk.f1_score, y, yh, labels=labels, average="macro", zero_division=0)
     assert ours["macro_f1"] == pytest.approx(macro, abs=1e-12)
     assert ours["accuracy"] == pytest.approx(sk.accuracy_score(y, yh), abs=1e-12)
 
@@ -237,7 +230,7 @@ def seed_batch_ref(gold, pred, batch_size=8):
     for b in range(0, len(gold), batch_size):
         y = _flat(gold[b : b + batch_size])
         yh = _flat(pred[b : b + batch_size])
-        scores.append(_quiet(sk.f1_score, y, yh, average="macro", zero_division=0))
+        scores.append(quiet(sk.f1_score, y, yh, average="macro", zero_division=0))
     return sum(scores) / len(scores)
 
 

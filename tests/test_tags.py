@@ -3,7 +3,6 @@ label sets and the IOB2 constraint table."""
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -24,23 +23,17 @@ from nerbilstm.tags import (
     to_iob2,
 )
 
-BIO = ["O", "B-a", "I-a", "B-b", "I-b"]
-IOBES = BIO + ["E-a", "S-a", "E-b", "S-b"]
+
+from synthetic import BIO, IOBES, quiet  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # references (seqeval is a test dependency; tests that need it skip without it)
 
 
-def _quiet(fn, *args, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kw)
-
-
 def seqeval_spans(tags):
     """seqeval's default-mode chunks as (type, start, end-exclusive)."""
     get_entities = pytest.importorskip("seqeval.metrics.sequence_labeling").get_entities
-    return [(t, a, b + 1) for t, a, b in _quiet(get_entities, list(tags))]
+    return [(t, a, b + 1) for t, a, b in quiet(get_entities, list(tags))]
 
 
 def seqeval_strict_spans(tags):
