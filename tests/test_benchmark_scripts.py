@@ -83,3 +83,38 @@ def test_ensemble_leaves_the_models_unchanged(two_taggers):
     assert len(tags) == 20 and all(len(t) == len(s) for t, s in zip(tags, sentences))
     after = first.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_peers_docbins_hold_our_tokens_and_tags(tmp_path):
+    """The spaCy side trains and is scored on exactly our reader's sentences: DocBin round trip."""
+    spacy = pytest.importorskip("spacy")
+    from spacy.tokens import DocBin
+
+    peers = load_script("peers")
+    sentences = synthetic_sentences(40, seed=5) + [Sentence(["Bob", "Ann", "left"], ["B-per", "B-per", "O"])]
+
+    class Split:
+        train, dev, test = sentences[:30], sentences[30:35], sentences[35:]
+
+    paths = peers.write_docbins(Split, tmp_path)
+    docs = list(DocBin().from_disk(paths["train"]).get_docs(spacy.blank("en").vocab))
+    docs += list(DocBin().from_disk(paths["test"]).get_docs(spacy.blank("en").vocab))
+    expected = Split.train + Split.test
+    assert [[t.text for t in d] for d in docs] == [list(s.tokens) for s in expected]
+    assert [peers.spacy_tags(d) for d in docs] == [list(s.tags) for s in expected]
+
+
+def test_peers_scores_agree_with_seqeval_and_table_lists_every_system():
+    pytest.importorskip("seqeval")
+    peers = load_script("peers")
+    gold = [s.tags for s in synthetic_sentences(50, seed=1)]
+    pred = [s.tags for s in synthetic_sentences(50, seed=1)]
+    pred[0] = ["O"] * len(pred[0])
+    result = peers.scores(gold, pred)
+    assert 0 < result["entity_f1"] < 1 and result["entity_f1"] == result["seqeval_entity_f1"]
+    row = {**result, "train_seconds": 1.0, "model_bytes": 2e6, "glove_package_bytes": 8e7,
+           "sentences_per_second": {"pretokenized_batch": 1.0, "text_batch": 2.0, "text_one_per_call": 3.0}}
+    report = {"threads": 2, "corpora": {"ncbi": {"test_sentences": 50, "test_tokens": 500,
+                                                 "systems": {"ours": row, "spacy-efficiency": row}}}}
+    table = peers.markdown(report)
+    assert table.count("| ours |") == 1 and table.count("| spacy-efficiency |") == 1
