@@ -369,10 +369,9 @@ class Tagger:
     def _sentence_dict(self, text: str, sentence: list[Token], result: TaggedSentence, doc: dict) -> dict:
         labels = self.vocab.labels
         tags = [labels[i] for i in result.tag_ids]
-        probs = result.marginals[np.arange(len(tags)), result.tag_ids] if len(tags) else []
-        for tok, tag, p in zip(sentence, tags, probs):
-            doc["tokens"].append({"text": tok.text, "start": tok.start, "end": tok.end, "tag": tag,
-                                  "prob": round(float(p), 4)})
+        probs = result.marginals[np.arange(len(tags)), result.tag_ids].tolist() if len(tags) else []
+        doc["tokens"].extend({"text": tok.text, "start": tok.start, "end": tok.end, "tag": tag, "prob": round(p, 4)}
+                             for tok, tag, p in zip(sentence, tags, probs))
         for (label, s, e), score in zip(entity_spans(tags, mode="conll"), result.entity_probs):
             start, end = sentence[s].start, sentence[e - 1].end
             doc["entities"].append({"text": text[start:end], "label": label, "start": start, "end": end,
