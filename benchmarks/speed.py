@@ -372,10 +372,36 @@ def measure_end_to_end(work: Workload, cfg: BenchConfig, model_dir: str | None) 
     seconds = median_time({"e2e": lambda: tagger(texts)}, cfg.repeats, cfg.warmup)["e2e"]
     mc = tagger.model.config
     return {"e2e_sentences_per_s": _r(len(texts) / seconds, 1), "e2e_tokens_per_s": _r(tokens / seconds, 1),
-            "e2e_ms": _r(seconds * 1e3), "e2e_sentences": len(texts),
+            "e2e_ms": _r(seconds * 1e3), "e2e_sentences": len(texts), **measure_one_text(tagger, texts, cfg),
             "e2e_model": {"dir": str(directory), "hidden_size": mc.hidden_size, "layers": mc.layers,
                           "decoder": mc.decoder, "n_words": len(tagger.vocab.words),
                           "pretrained": tagger.pretrained is not None}}
+
+
+def measure_one_text(tagger, texts: Sequence[str], cfg: BenchConfig, calls: int = 200) -> dict:
+    """One text per call, as a web service calls ``tagger(text)``: the test sentence closest to
+    20 tokens, ``calls`` calls per timing, through the numpy decoder of one-text calls against
+    the batched path (``SINGLE_MAX_SENTENCES`` = 0) in the same process."""
+    import nerbilstm.predict as predict
+
+    text = min(texts, key=lambda t: (abs(len(t.split()) - 20), t))
+    limit = predict.SINGLE_MAX_SENTENCES
+
+    def run(single: bool) -> Callable[[], None]:
+        def calls_() -> None:
+            predict.SINGLE_MAX_SENTENCES = limit if single else 0
+            try:
+                for _ in range(calls):
+                    tagger(text)
+            finally:
+                predict.SINGLE_MAX_SENTENCES = limit
+        return calls_
+
+    ours, ref = compare(run(True), run(False), cfg)
+    out = timing_fields("one_text", ours / calls, ref / calls)
+    out.update({"one_text_calls_per_s": _r(calls / ours, 1), "one_text_calls_per_s_batched_path": _r(calls / ref, 1),
+                "one_text_tokens": len(text.split())})
+    return out
 
 
 def _mask(lengths: Tensor, T: int) -> Tensor:

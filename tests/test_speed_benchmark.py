@@ -27,7 +27,7 @@ RATIOS = ("train_speedup", "lstm_speedup", "infer_speedup", "crf_nll_speedup_len
 FIGURES = ("infer_sentences_per_s", "train_peak_rss_mb", "train_peak_rss_mb_reference", "train_tokens_per_s",
            "train_tokens_per_s_reference", "train_ms", "train_ms_reference", "lstm_ms", "lstm_ms_reference",
            "crf_nll_ms_len25", "crf_nll_ms_reference_len25", "viterbi_ms_len100", "viterbi_ms_reference_len100",
-           "e2e_sentences_per_s")
+           "e2e_sentences_per_s", "one_text_calls_per_s", "one_text_calls_per_s_batched_path", "one_text_speedup")
 
 
 def load_speed():

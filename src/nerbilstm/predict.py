@@ -20,6 +20,7 @@ from nerbilstm.data.tokenizer import Token, text_and_sentences
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import ModelFileError, NerError
 from nerbilstm.io import CONFIG, WEIGHTS, finite_json, load_tensors, read_config, tensor_shapes, verify_weights
+from nerbilstm.model.single import SingleSentence
 from nerbilstm.model.tagger import BiLSTMTagger, parameter_shapes
 from nerbilstm.tags import entity_spans, entity_type
 
@@ -27,6 +28,9 @@ from nerbilstm.tags import entity_spans, entity_type
 # so the transient tensors of one batch (char features, CRF posteriors) stay small.
 MAX_BATCH_TOKENS = 8192
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+# Calls with at most this many sentences (a web service's one text) run through the numpy
+# decoder of model/single.py, one sentence at a time.
+SINGLE_MAX_SENTENCES = 4
 
 
 @contextmanager
@@ -43,6 +47,20 @@ def gc_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _weights_key(model: BiLSTMTagger, tensors: Sequence[torch.Tensor]) -> tuple | None:
+    """What identifies the current weights of ``model``, whose parameters and buffers (taken
+    once: walking the module tree costs more than a one-text call) are ``tensors``: each one's
+    storage and version counter (bumped by every in-place change, an optimizer step or a
+    load_state_dict), the CRF's constraint buffers (replaced by set_constraints) and the training
+    flag; None where a tensor has no version counter (made under inference_mode)."""
+    try:
+        versions = tuple((t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:
+        return None
+    constraints = tuple(map(id, model.crf._buffers.values())) if model.crf is not None else ()
+    return model.training, constraints, versions
 
 
 @dataclass
@@ -259,7 +277,29 @@ class Tagger:
         and with confidences marginals and entity probabilities) per sentence."""
         with gc_paused():
             items = [encode(tokens, self.vocab) for tokens in sentences]
+            if with_confidence and not nbest and len(items) <= SINGLE_MAX_SENTENCES:
+                tagged = self._tag_singly(items)
+                if tagged is not None:
+                    return tagged
             return tag_encoded(self.model, items, self.pretrained, self.batch_size, with_confidence, nbest)
+
+    def _tag_singly(self, items: Sequence[Encoded]) -> list[TaggedSentence] | None:
+        """The few sentences of a one-text call, one by one through the numpy decoder
+        (model/single.py): the batched path's results without its per-op overhead. None where
+        that path does not apply (then the caller takes the batched one)."""
+        if not all(e.words for e in items):
+            return None
+        if getattr(self, "_tracked", None) is None:
+            self._tracked = [*self.model.parameters(), *self.model.buffers()]
+        key = _weights_key(self.model, self._tracked)
+        if key is None:
+            return None
+        if getattr(self, "_single_key", None) != key:
+            self._single, self._single_key = SingleSentence.build(self.model), key
+        if self._single is None:
+            return None
+        out = [self._single.decode(e, self.pretrained) for e in items]
+        return None if any(r is None for r in out) else out
 
     def tags(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """Tag names for pre-tokenized sentences."""
@@ -329,10 +369,9 @@ class Tagger:
     def _sentence_dict(self, text: str, sentence: list[Token], result: TaggedSentence, doc: dict) -> dict:
         labels = self.vocab.labels
         tags = [labels[i] for i in result.tag_ids]
-        probs = result.marginals[np.arange(len(tags)), result.tag_ids] if len(tags) else []
-        for tok, tag, p in zip(sentence, tags, probs):
-            doc["tokens"].append({"text": tok.text, "start": tok.start, "end": tok.end, "tag": tag,
-                                  "prob": round(float(p), 4)})
+        probs = result.marginals[np.arange(len(tags)), result.tag_ids].tolist() if len(tags) else []
+        doc["tokens"].extend({"text": tok.text, "start": tok.start, "end": tok.end, "tag": tag, "prob": round(p, 4)}
+                             for tok, tag, p in zip(sentence, tags, probs))
         for (label, s, e), score in zip(entity_spans(tags, mode="conll"), result.entity_probs):
             start, end = sentence[s].start, sentence[e - 1].end
             doc["entities"].append({"text": text[start:end], "label": label, "start": start, "end": end,

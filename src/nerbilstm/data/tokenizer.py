@@ -221,10 +221,11 @@ def split_sentences(tokens: list[Token], text: str, max_len: int = 200) -> list[
         for k in opened:
             opened[k] = 0
 
+    breaks = _LINE_BREAK.search(text) is not None  # most texts have none: no search per token
     for tok in tokens:
         if cur:
             prev = cur[-1]
-            if _LINE_BREAK.search(text, prev.end, tok.start):
+            if breaks and _LINE_BREAK.search(text, prev.end, tok.start):
                 close()
             elif ended:
                 t = tok.text
@@ -250,7 +251,7 @@ def split_sentences(tokens: list[Token], text: str, max_len: int = 200) -> list[
             opened[t] += 1
         elif t in _PAIRS and opened[_PAIRS[t]] > 0:
             opened[_PAIRS[t]] -= 1
-        if _is_final(t):
+        if t[:1] in _FINAL and _is_final(t):  # the first test alone settles most tokens
             if t == "." and len(cur) >= 2 and cur[-2].end == tok.start and _abbrev_before(cur[-2].text):
                 continue
             ended = True
