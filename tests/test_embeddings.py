@@ -406,6 +406,52 @@ def test_package_by_name_and_checksum_stable(glove):
     assert again.checksum == glove.checksum
 
 
+def _resident_kb(path) -> int:
+    """Resident KB of the process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if "-" in line.split(" ", 1)[0] and not line.startswith(("Rss", "Size")):
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps (Linux)")
+def test_package_lookups_do_not_keep_the_table_resident(glove):
+    """Scattered lookups read rows with pread: through the map, 20 rows of the column-major
+    table kept about 37 MB of it resident (50 pages a row, and the pages around each)."""
+    path = glove.vectors.filename
+    before = _resident_kb(path)
+    rows = np.random.default_rng(1).choice(len(glove), 300, replace=False)
+    got = glove.rows(rows)
+    np.testing.assert_array_equal(got, np.asarray(glove.vectors[rows]))  # the map, read only now
+    assert _resident_kb(path) > before + 4096  # the check can see pages touched through the map
+    glove.vectors._mmap.madvise(__import__("mmap").MADV_DONTNEED)
+    before = _resident_kb(path)
+    glove.rows(np.random.default_rng(2).choice(len(glove), 300, replace=False))
+    glove.vectors_for(["paris", "london", "qwzxqwzx", "naïve"])
+    assert _resident_kb(path) - before < 512
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_read_rows_equals_indexing_on_maps_and_views(tmp_path, order):
+    from nerbilstm.embeddings import PREAD_MAX_ROWS, read_rows
+
+    table = np.asfortranarray(np.arange(600 * 7, dtype="<f4").reshape(600, 7)) if order == "F" \
+        else np.arange(600 * 7, dtype="<f4").reshape(600, 7)
+    np.save(tmp_path / "t.npy", table)
+    mapped = np.load(tmp_path / "t.npy", mmap_mode="r")
+    rows = np.array([0, 599, 3, 3, -1, 250])
+    for view in (mapped, mapped[100:], mapped[::3], mapped[:, 2:5], mapped[10:40, ::2]):
+        np.testing.assert_array_equal(read_rows(view, rows % len(view)), np.asarray(view)[rows % len(view)])
+    many = np.arange(PREAD_MAX_ROWS + 1) % 600  # a bulk read, through the map
+    np.testing.assert_array_equal(read_rows(mapped, many), table[many])
+    with pytest.raises(IndexError):
+        read_rows(mapped, np.array([600]))
+
+
 # ---------------------------------------------------------------------------
 # the hashed word index (the package's lookups without a Python dict)
 

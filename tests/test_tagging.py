@@ -161,3 +161,32 @@ def test_predict_memory_stays_flat_on_a_big_input(tmp_path, model_dir):
         n = sum(1 for _ in f)
     assert n == 200_000
     assert peak - base < 60_000, (base, peak)  # KB
+
+
+def test_a_long_conll_sentence_is_written_in_parts_as_a_whole_document(tmp_path, model_dir, monkeypatch):
+    """A sentence over LONG_RECORD_TOKENS is tagged and written a part at a time: the same
+    bytes as its whole document in every output format, and no part much over part_tokens."""
+    import io
+
+    import nerbilstm.tagging as tagging
+    from nerbilstm.predict import Tagger
+    from nerbilstm.report import render_document_parts, render_documents
+
+    tagger = Tagger.load(model_dir)
+    words = ["Paris", "London", "Merkel", "Monday", "the", "bank", ".", "visited", "Angela", "in"]
+    tokens = [words[(i * 7 + i // 3) % len(words)] for i in range(2_345)]  # pieces of 200, the last of 145
+    conll = tmp_path / "long.conll"
+    conll.write_text("".join(f"{t}\tO\n" for t in tokens) + "\nParis\tB-LOC\n")
+    whole = tagger.tag_documents([tokens], nbest=2)
+    for fmt in ("jsonl", "conll", "inline", "spans"):
+        text, parts = tagger.tag_in_parts(tokens, nbest=2, part_tokens=450)
+        parts = list(parts)
+        assert text == whole[0]["text"] and [len(p["tokens"]) for p in parts] == [600, 600, 600, 545]
+        assert "".join(render_document_parts(text, iter(parts), fmt)) == render_documents(whole, fmt)
+    outputs = {}
+    for long_tokens in (10**9, 1_000):  # tagged whole; in parts (the second record stays whole)
+        monkeypatch.setattr(tagging, "LONG_RECORD_TOKENS", long_tokens)
+        out = io.StringIO()
+        assert tagging.write_tagged(tagger, open_input([], str(conll)), out, "jsonl", nbest=2) == 2
+        outputs[long_tokens] = out.getvalue()
+    assert outputs[1_000] == outputs[10**9] == render_documents(whole + tagger.tag_documents([["Paris"]], 2), "jsonl")

@@ -127,7 +127,25 @@ class PretrainedEmbeddings:
         row = self._index.get(self._key(word))
         if row is None:
             return None
-        return np.array(self.vectors[row], dtype=np.float32)
+        return self.rows([row])[0]
+
+    def rows(self, rows) -> np.ndarray:
+        """Rows of ``vectors`` -> (len(rows), dim) float32 (see ``read_rows``); the last
+        ROW_CACHE_ROWS or so rows read are remembered (a bulk read of more is not)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) > PREAD_MAX_ROWS:
+            return read_rows(self.vectors, rows)
+        cache = self.__dict__.setdefault("_row_cache", {})
+        keys = rows.tolist()
+        missing = sorted({r for r in keys if r not in cache})
+        if missing:
+            if len(cache) + len(missing) > ROW_CACHE_ROWS:
+                cache.clear()
+            cache.update(zip(missing, read_rows(self.vectors, np.asarray(missing, dtype=np.int64))))
+        out = np.empty((len(keys), self.dim), dtype=np.float32)
+        for k, r in enumerate(keys):
+            out[k] = cache[r]
+        return out
 
     def vectors_for(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of many words: ``(N, dim) float32`` (zeros where unknown), ``(N,) bool`` found."""
@@ -137,7 +155,7 @@ class PretrainedEmbeddings:
         found = rows >= 0
         out = np.zeros((len(words), self.dim), dtype=np.float32)
         if found.any():
-            out[found] = self.vectors[rows[found]]
+            out[found] = self.rows(rows[found])
         return out, found
 
     # -- provenance -----------------------------------------------------------
@@ -221,7 +239,7 @@ class FastTextEmbeddings(PretrainedEmbeddings):
         ids = self._row_ids(self._key(word))
         if not ids:
             return None
-        rows = np.asarray(self.vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        rows = self.rows(ids)
         return rows.mean(axis=0, dtype=np.float64).astype(np.float32)
 
     def vectors_for(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -238,13 +256,66 @@ class FastTextEmbeddings(PretrainedEmbeddings):
                 all_ids.extend(ids)
         if which:
             flat = np.asarray(all_ids, dtype=np.int64)
-            uniq, inverse = np.unique(flat, return_inverse=True)  # sorted reads on the mmap
-            rows = np.asarray(self.vectors[uniq], dtype=np.float64)[inverse]
+            uniq, inverse = np.unique(flat, return_inverse=True)  # each row read once
+            rows = self.rows(uniq).astype(np.float64)[inverse]
             sums = np.add.reduceat(rows, np.asarray(starts, dtype=np.int64), axis=0)
             counts = np.diff(np.append(np.asarray(starts), len(all_ids)))
             out[which] = (sums / counts[:, None]).astype(np.float32)
             found[which] = True
         return out, found
+
+
+PREAD_MAX_ROWS = 2048  # read_rows reads at most this many rows one by one
+ROW_CACHE_ROWS = 8192  # table rows a PretrainedEmbeddings remembers (about 2 MB at 50 dims)
+
+
+def read_rows(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a (N, dim) table -> (len(rows), dim) float32, a copy.
+
+    A memory-mapped table is read with ``os.pread``, not through the map: the pages a lookup
+    touches through a map stay in the process's resident memory (with the pages around each
+    one, and, in the package's column-major table, 50 pages per row), so a few thousand
+    scattered lookups would keep most of an 80 MB table resident for good. More than
+    PREAD_MAX_ROWS rows are read through the map, which is then dropped from resident memory."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    where = _file_layout(table)
+    if where is None:
+        return np.asarray(table[rows], dtype=np.float32)
+    if len(rows) > PREAD_MAX_ROWS:  # a bulk read (a training vocabulary): through the map, then let go
+        out = np.asarray(table[rows], dtype=np.float32)
+        table._mmap.madvise(mmap.MADV_DONTNEED)  # file-backed: the pages stay cached, only unmapped
+        return out
+    n, dim = table.shape
+    if rows.size and (rows.min() < -n or rows.max() >= n):
+        raise IndexError(f"row out of range for a table of {n} rows")
+    start, row_step, col_step = where
+    size = table.dtype.itemsize
+    # one read per row where its values lie side by side, else one per value
+    spans = [(0, dim)] if col_step == size else [(c, c + 1) for c in range(dim)]
+    out = np.empty((len(rows), dim), dtype=table.dtype)
+    fd = os.open(table.filename, os.O_RDONLY)
+    try:
+        for k, row in enumerate((rows % n).tolist()):
+            for a, b in spans:
+                data = os.pread(fd, (b - a) * size, start + row * row_step + a * col_step)
+                if len(data) != (b - a) * size:
+                    raise DataError(f"embedding file ended inside row {row}", path=table.filename)
+                out[k, a:b] = np.frombuffer(data, dtype=table.dtype)
+    finally:
+        os.close(fd)
+    return out.astype(np.float32, copy=False)
+
+
+def _file_layout(table: np.ndarray) -> tuple[int, int, int] | None:
+    """(file position of element [0, 0], bytes from row to row, from column to column) of a 2-d
+    ``np.memmap`` (or a view of one) with positive strides; None for any other array."""
+    mapping = getattr(table, "_mmap", None)
+    if not isinstance(table, np.memmap) or mapping is None or table.filename is None or table.ndim != 2 \
+            or min(table.strides) <= 0:
+        return None
+    mapped_from = table.offset - table.offset % mmap.ALLOCATIONGRANULARITY  # as np.memmap maps it
+    start = mapped_from + table.ctypes.data - np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+    return start, table.strides[0], table.strides[1]
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 
 from nerbilstm.config import ModelConfig, from_dict
 from nerbilstm.data.batching import Encoded, collate, encode, length_buckets
-from nerbilstm.data.tokenizer import Token, text_and_sentences
+from nerbilstm.data.tokenizer import Token, text_and_pieces, text_and_sentences
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import ModelFileError, NerError
 from nerbilstm.io import CONFIG, WEIGHTS, finite_json, load_tensors, read_config, tensor_shapes, verify_weights
@@ -353,18 +353,62 @@ class Tagger:
 
     def tag_documents(self, items: Sequence[str | Sequence[str]], nbest: int = 0) -> list[dict]:
         """Tag one batch of inputs (raw texts or token lists) -> one document each."""
+        return list(self.iter_documents(items, nbest))
+
+    def iter_documents(self, items: Sequence[str | Sequence[str]], nbest: int = 0) -> Iterator[dict]:
+        """As ``tag_documents``, the documents made one at a time as they are asked for (all the
+        inputs are tagged first): a caller writing each out holds one, not the batch's."""
         with gc_paused():
             texts, pieces = [], []
             for k, item in enumerate(items):
                 text, sentences = text_and_sentences(item, k)
                 texts.append(text)
-                pieces.extend((k, sentence) for sentence in sentences)
-            tagged = self.tagged_sentences([[t.text for t in s] for _, s in pieces], with_confidence=True,
-                                           nbest=nbest)
-            out = [{"text": t, "tokens": [], "entities": [], "sentences": []} for t in texts]
-            for (k, sentence), result in zip(pieces, tagged):
-                out[k]["sentences"].append(self._sentence_dict(texts[k], sentence, result, out[k]))
-            return out
+                pieces.append(sentences)
+            tagged = iter(self.tagged_sentences([[t.text for t in s] for p in pieces for s in p],
+                                                with_confidence=True, nbest=nbest))
+        for k, text in enumerate(texts):
+            with gc_paused():
+                doc = {"text": text, **self._part(text, pieces[k], tagged)}
+            pieces[k] = None  # the document's tokens are in doc now
+            yield doc
+
+    def tag_in_parts(self, item: str | Sequence[str], nbest: int = 0,
+                     part_tokens: int = MAX_BATCH_TOKENS) -> tuple[str, Iterator[dict]]:
+        """Tag one long input a part at a time -> (its text, its parts): dicts of tokens,
+        entities and sentences (offsets into the text) of about ``part_tokens`` tokens each,
+        made as they are asked for; together, the document ``tag_documents([item])`` makes.
+
+        The batches are those ``tag_documents`` would make (the same numbers to the last bit),
+        tagged in their order; a sentence's result waits, compact, until those before it are out."""
+        text, sentences = text_and_pieces(item, 0)
+        return text, self._parts(text, sentences, nbest, part_tokens)
+
+    def _parts(self, text: str, sentences: Sequence[list[Token]], nbest: int, part_tokens: int) -> Iterator[dict]:
+        lengths = [len(s) for s in sentences] if isinstance(sentences, list) else sentences.lengths
+        nonempty = [i for i, n in enumerate(lengths) if n]
+        batches = iter(length_buckets([lengths[i] for i in nonempty], self.batch_size, shuffle=False,
+                                      max_tokens=MAX_BATCH_TOKENS))
+        done: dict[int, TaggedSentence] = {}
+        group, results, size = [], [], 0
+        for i, n in enumerate(lengths):
+            while n and i not in done:
+                index = [nonempty[j] for j in next(batches)]
+                done.update(zip(index, self.tagged_sentences([[t.text for t in sentences[k]] for k in index],
+                                                             with_confidence=True, nbest=nbest)))
+            group.append(sentences[i])
+            results.append(done.pop(i) if n else self.tagged_sentences([[]], with_confidence=True, nbest=nbest)[0])
+            size += n
+            if size >= part_tokens or i == len(lengths) - 1:
+                with gc_paused():
+                    part = self._part(text, group, iter(results))
+                group, results, size = [], [], 0
+                yield part
+
+    def _part(self, text: str, sentences: list[list[Token]], tagged: Iterator[TaggedSentence]) -> dict:
+        """{tokens, entities, sentences} of ``sentences`` of ``text``, their results taken from ``tagged``."""
+        part: dict = {"tokens": [], "entities": []}
+        part["sentences"] = [self._sentence_dict(text, s, next(tagged), part) for s in sentences]
+        return part
 
     def _sentence_dict(self, text: str, sentence: list[Token], result: TaggedSentence, doc: dict) -> dict:
         labels = self.vocab.labels

@@ -8,6 +8,7 @@ Lines for programs). Only the CLI prints them.
 from __future__ import annotations
 
 import json
+from typing import Iterable, Iterator
 
 from nerbilstm.metrics import ERROR_KINDS
 
@@ -145,19 +146,17 @@ def render_comparison(result: dict) -> str:
 _JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
-def render_documents(docs: list[dict], fmt: str) -> str:
+def render_documents(docs: Iterable[dict], fmt: str) -> str:
     """Tagged documents (``Tagger`` output) as ``inline`` text (``[Paris]{geo}``), ``conll``
     (token TAB tag, a blank line after each document), ``jsonl`` (JSON Lines; ``json`` too) or ``spans``
     (JSON Lines in the shape annotation tools read, Prodigy's: ``{"text", "spans": [{"start",
     "end", "label", "score"}]}``; the ``jsonl`` reader reads it back)."""
-    if not docs:
-        return ""
     if fmt == "spans":
-        docs = [{"text": d["text"], "spans": [{"start": e["start"], "end": e["end"], "label": e["label"],
-                                               "score": e.get("score")} for e in d["entities"]]} for d in docs]
+        docs = ({"text": d["text"], "spans": [{"start": e["start"], "end": e["end"], "label": e["label"],
+                                               "score": e.get("score")} for e in d["entities"]]} for d in docs)
         fmt = "jsonl"
-    if fmt in ("jsonl", "json"):  # JSON lines: escape the line breaks json.dumps leaves raw (str.splitlines splits on them)
-        return "".join(json.dumps(d, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n" for d in docs)
+    if fmt in ("jsonl", "json"):
+        return "".join(_json_line(_json(d)) + "\n" for d in docs)
     if fmt == "conll":
         return "".join("".join(f"{t['text']}\t{t['tag']}\n" for t in d["tokens"]) + "\n" for d in docs)
     lines = []
@@ -167,4 +166,39 @@ def render_documents(docs: list[dict], fmt: str) -> str:
             out.append(text[pos:e["start"]] + f"[{e['text']}]{{{e['label']}}}")
             pos = e["end"]
         lines.append("".join(out) + text[pos:])
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def render_document_parts(text: str, parts: Iterable[dict], fmt: str) -> Iterator[str]:
+    """One document given as its text and its parts (``Tagger.tag_in_parts``: dicts of tokens,
+    entities, sentences), rendered as ``render_documents`` renders the whole document, in pieces:
+    the tokens of each part as it comes (``jsonl``, ``conll``), the rest once all have come."""
+    entities, sentences = [], []
+    if fmt in ("jsonl", "json"):
+        yield _json_line('{"text": ' + _json(text) + ', "tokens": [')
+        first = True
+        for part in parts:
+            if part["tokens"]:
+                yield _json_line(("" if first else ", ") + ", ".join(_json(t) for t in part["tokens"]))
+                first = False
+            entities.extend(_json(e) for e in part["entities"])
+            sentences.extend(_json(s) for s in part["sentences"])
+        yield _json_line('], "entities": [' + ", ".join(entities) + '], "sentences": [' + ", ".join(sentences)
+                         + "]}") + "\n"
+    elif fmt == "conll":
+        for part in parts:
+            yield "".join(f"{t['text']}\t{t['tag']}\n" for t in part["tokens"])
+        yield "\n"
+    else:  # inline, spans: the text and its entities
+        for part in parts:
+            entities.extend(part["entities"])
+        yield render_documents([{"text": text, "tokens": [], "entities": entities, "sentences": []}], fmt)
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_line(text: str) -> str:
+    """``text`` with the line breaks json.dumps leaves raw escaped (str.splitlines splits on them)."""
+    return text.translate(_JSON_LINE_BREAKS)

@@ -15,13 +15,13 @@ import tempfile
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
 from nerbilstm.data.readers import STDIN_NAME, TextLines, decode_argument, iter_conll_tokens, looks_like_conll
 from nerbilstm.errors import DataError, NerError
-from nerbilstm.report import render_documents
+from nerbilstm.report import render_document_parts, render_documents
 
 log = logging.getLogger("nerbilstm")
 
@@ -30,6 +30,10 @@ DETECT_LINES = 20  # non-blank lines looked at to tell CoNLL from text
 # Records read and tagged at a time: enough for the tagger's length buckets to be tight (little
 # padding), few enough that the first records appear within a second or two.
 READ_AHEAD = 4096
+READ_AHEAD_TOKENS = 2**17  # ... and at most about this many tokens
+# A record of more than this many tokens is tagged and written a part at a time (Tagger.tag_in_parts).
+LONG_RECORD_TOKENS = 8192
+CHARS_PER_TOKEN = 6  # for the sizes of texts not yet tokenized
 
 
 @dataclass
@@ -175,13 +179,44 @@ def _rendered_chunks(tagger, records: Iterable, fmt: str, read_ahead: int, nbest
         for text in tag_in_workers(WorkerSpec.of(tagger, workers), workers, counted, nbest, fmt, advance):
             yield text, sizes.popleft()
         return
-    it = iter(records)
-    while chunk := list(islice(it, read_ahead)):
-        docs = tagger.tag_documents(chunk, nbest)
-        yield render_documents(docs, fmt), len(docs)
-        del docs
+    in_parts = getattr(tagger, "tag_in_parts", None)
+    for chunk in _chunks(records, read_ahead):
+        if in_parts is not None and len(chunk) == 1 and _size(chunk[0]) > LONG_RECORD_TOKENS:
+            text, parts = in_parts(chunk[0], nbest)
+            for piece in render_document_parts(text, parts, fmt):
+                yield piece, 0
+                _release_freed_memory()
+            yield "", 1
+        else:
+            docs = getattr(tagger, "iter_documents", tagger.tag_documents)(chunk, nbest)
+            yield render_documents(docs, fmt), len(chunk)
+        del chunk
         _release_freed_memory()
         advance()
+
+
+def _size(record) -> int:
+    """A record's size in tokens: a token list's length; a text's, guessed from its characters."""
+    return len(record) if isinstance(record, (list, tuple)) else len(record) // CHARS_PER_TOKEN
+
+
+def _chunks(records: Iterable, read_ahead: int) -> Iterator[list]:
+    """Records in lists of ``read_ahead``, cut short before READ_AHEAD_TOKENS tokens are
+    exceeded; a record of more than LONG_RECORD_TOKENS comes alone."""
+    chunk: list = []
+    tokens = 0
+    for record in records:
+        size = _size(record)
+        if chunk and (len(chunk) >= read_ahead or tokens + size > READ_AHEAD_TOKENS or size > LONG_RECORD_TOKENS):
+            yield chunk
+            chunk, tokens = [], 0
+        chunk.append(record)
+        tokens += size
+        if size > LONG_RECORD_TOKENS:
+            yield chunk
+            chunk, tokens = [], 0
+    if chunk:
+        yield chunk
 
 
 def _release_freed_memory() -> None:

@@ -28,6 +28,7 @@ nested quantifiers and the per-token checks look at a bounded number of characte
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 __all__ = ["Token", "tokenize", "split_sentences", "ABBREVIATIONS"]
@@ -269,12 +270,41 @@ MAX_SENTENCE_TOKENS = 200  # longer sentences are tagged in pieces of this many 
 def text_and_sentences(item, k: int) -> tuple[str, list[list[Token]]]:
     """An input as (its text, its sentences as tokens with offsets into that text): raw text is
     tokenized and split; a token list is joined by spaces and cut into MAX_SENTENCE_TOKENS pieces."""
+    text, sentences = text_and_pieces(item, k)
+    return text, list(sentences)
+
+
+def text_and_pieces(item, k: int) -> tuple[str, Sequence[list[Token]]]:
+    """As ``text_and_sentences``; the pieces of a token list are made as they are asked for
+    (``TokenPieces``)."""
     if isinstance(item, str):
         return item, split_sentences(tokenize(item), item, MAX_SENTENCE_TOKENS)
     if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) for t in item):
         raise TypeError(f"input {k} is {type(item).__name__}: expected a text (str) or a list of tokens (str)")
-    tokens, pos = [], 0
-    for tok in item:
-        tokens.append(Token(tok, pos, pos + len(tok)))
-        pos += len(tok) + 1
-    return " ".join(item), [tokens[i:i + MAX_SENTENCE_TOKENS] for i in range(0, len(tokens), MAX_SENTENCE_TOKENS)]
+    return " ".join(item), TokenPieces(item)
+
+
+class TokenPieces(Sequence):
+    """A token list's pieces of MAX_SENTENCE_TOKENS tokens, each made when asked for, with
+    offsets into the tokens joined by single spaces; ``lengths``: the pieces' sizes."""
+
+    def __init__(self, tokens: Sequence[str]):
+        self.tokens = tokens
+        self.lengths = [min(MAX_SENTENCE_TOKENS, len(tokens) - i) for i in range(0, len(tokens), MAX_SENTENCE_TOKENS)]
+        self.starts, pos = [], 0  # each piece's offset in the text
+        for i, tok in enumerate(tokens):
+            if i % MAX_SENTENCE_TOKENS == 0:
+                self.starts.append(pos)
+            pos += len(tok) + 1
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, k: int) -> list[Token]:
+        if not 0 <= k < len(self.lengths):
+            raise IndexError(k)
+        piece, pos = [], self.starts[k]
+        for tok in self.tokens[k * MAX_SENTENCE_TOKENS:(k + 1) * MAX_SENTENCE_TOKENS]:
+            piece.append(Token(tok, pos, pos + len(tok)))
+            pos += len(tok) + 1
+        return piece

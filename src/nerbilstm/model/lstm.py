@@ -85,40 +85,47 @@ def _tanh(x: Tensor, out: Tensor) -> Tensor:
 class _Recurrence(torch.autograd.Function):
     """LSTM recurrence over packed input projections, both directions batched.
 
-    forward(xp: (2, N, 4H) input projections with bias, w_hh: (2, 4H, H), layout) -> h: (2, N, H),
-    the hidden state of every packed row (direction 1's rows in its own, reversed, reading order).
+    forward(xp: (2, N, 4H) input projections with bias, w_hh: (2, 4H, H), layout, keep) -> h: (2, N, H),
+    the hidden state of every packed row (direction 1's rows in its own, reversed, reading order);
+    keep False (no backward pass to come) holds one step's intermediate values, not all.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # state stays float32 under AMP
-    def forward(ctx, xp: Tensor, w_hh: Tensor, layout: PackedLayout) -> Tensor:
+    def forward(ctx, xp: Tensor, w_hh: Tensor, layout: PackedLayout, keep: bool = True) -> Tensor:
         D2, N, G = xp.shape
         H = G // 4
         n0 = layout.sizes[0] if layout.sizes else 0
         w_hh_t = w_hh.transpose(1, 2)  # (2, H, 4H)
-        act = torch.empty_like(xp)  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) of every row
+        # keep: every row's activations and cell, for the backward pass; else (no gradient to
+        # come: inference) one step's, in buffers of the first (largest) step's size.
+        act = torch.empty_like(xp) if keep else xp.new_empty(D2, n0, G)  # sigmoid(i, f, o), tanh(g)
         hs = xp.new_empty(D2, n0 + N, H)  # h of every row, after n0 rows of zero initial state
-        cells = xp.new_empty(D2, n0 + N, H)  # c, likewise
-        tanh_c = xp.new_empty(D2, N, H)
+        cells = xp.new_empty(D2, n0 + N if keep else 2 * n0, H)  # c, likewise (inference: two steps')
+        tanh_c = xp.new_empty(D2, N if keep else n0, H)
         hs[:, :n0] = 0
         cells[:, :n0] = 0
         prev = 0  # first row of the previous step's states
-        for n, start in zip(layout.sizes, layout.starts):
+        for t, (n, start) in enumerate(zip(layout.sizes, layout.starts)):
             rows, out = slice(start, start + n), slice(n0 + start, n0 + start + n)
+            here = rows if keep else slice(0, n)  # this step's rows of act and tanh_c
+            c_prev = cells[:, prev : prev + n] if keep else cells[:, t % 2 * n0 :][:, :n]
+            c_out = cells[:, out] if keep else cells[:, (t + 1) % 2 * n0 :][:, :n]
             if start == 0:  # the initial state is zero: no product to do
                 gates = xp[:, rows].clone()  # (2, n, 4H)
             else:
                 gates = torch.baddbmm(xp[:, rows], hs[:, prev : prev + n], w_hh_t)
-            a = act[:, rows]
+            a = act[:, here]
             gates[..., 2 * H : 3 * H].mul_(2.0)  # one sigmoid for all four gates, see _tanh
             torch.sigmoid(gates, out=a)
             i, f, g, o = a.chunk(4, dim=-1)
             g.mul_(2.0).sub_(1.0)
-            c = torch.addcmul(f * cells[:, prev : prev + n], i, g, out=cells[:, out])
-            torch.mul(o, _tanh(c, out=tanh_c[:, rows]), out=hs[:, out])
+            c = torch.addcmul(f * c_prev, i, g, out=c_out)
+            torch.mul(o, _tanh(c, out=tanh_c[:, here]), out=hs[:, out])
             prev = n0 + start
-        ctx.layout = layout
-        ctx.save_for_backward(w_hh, act, cells, hs, tanh_c)
+        if keep:
+            ctx.layout = layout
+            ctx.save_for_backward(w_hh, act, cells, hs, tanh_c)
         return hs[:, n0:]
 
     @staticmethod
@@ -162,7 +169,7 @@ class _Recurrence(torch.autograd.Function):
             # first (whose h_prev, the initial state, is zero).
             later = slice(n0, N)
             grad_w_hh = torch.bmm(grad_gates[:, later].transpose(1, 2), hs.index_select(1, layout.prev[later]))
-        return grad_gates if ctx.needs_input_grad[0] else None, grad_w_hh, None
+        return grad_gates if ctx.needs_input_grad[0] else None, grad_w_hh, None, None
 
 
 class BiLSTMLayer(nn.Module):
@@ -191,7 +198,8 @@ class BiLSTMLayer(nn.Module):
         """x: (N, D) packed rows -> (N, 2H): both directions' states at each row's token."""
         both = torch.stack([x, x.index_select(0, layout.reverse)])  # direction 1 reads reversed
         xp = torch.baddbmm(self.bias.unsqueeze(1), both, self.weight_ih.transpose(1, 2))  # (2, N, 4H)
-        h = _Recurrence.apply(xp, self.weight_hh, layout)  # (2, N, H)
+        keep = torch.is_grad_enabled() and (xp.requires_grad or self.weight_hh.requires_grad)
+        h = _Recurrence.apply(xp, self.weight_hh, layout, keep)  # (2, N, H)
         return torch.cat([h[0], h[1].index_select(0, layout.reverse)], dim=-1)
 
 
