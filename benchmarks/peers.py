@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--single", type=int, default=1000, help="texts tagged one per call")
     parser.add_argument("--reuse", action="store_true", help="keep models already trained in --work")
+    parser.add_argument("--train-only", action="store_true", help="train the systems into --work, then stop")
     parser.add_argument("--markdown", default=None, help="also write the table here (default: WORK/peers.md)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="the table's times: wall, or CPU seconds (user + sys) on a shared machine")
@@ -290,6 +291,8 @@ def bench_corpus(corpus: str, args, env: dict) -> dict:
     for name in wanted:
         trained_models[name] = train_ours(files, work, args, env) if name == "ours" else \
             train_spacy(name.split("-", 1)[1], docbins, work, args, env)
+    if args.train_only:
+        return {"trained": {name: m["train"] for name, m in trained_models.items()}}
     tokens = [list(s.tokens) for s in dataset.test]
     gold = [list(s.tags) for s in dataset.test]
     systems = {name: (OurSystem if name == "ours" else SpacySystem)(m["model"]) for name, m in trained_models.items()}
@@ -339,10 +342,10 @@ def main(args) -> None:
               "spacy_max_steps": args.spacy_max_steps, "corpora": {}}
     for corpus in corpora:
         report["corpora"][corpus] = bench_corpus(corpus, args, env)
-    table = markdown(report, args.clock)
-    path = Path(args.markdown or Path(args.work) / "peers.md")
-    path.write_text(table)
-    print(table, file=sys.stderr)
+    if not args.train_only:
+        table = markdown(report, args.clock)
+        Path(args.markdown or Path(args.work) / "peers.md").write_text(table)
+        print(table, file=sys.stderr)
     print(json.dumps(report))
 
 
