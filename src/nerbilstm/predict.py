@@ -205,6 +205,9 @@ class Tagger:
         self.config = config
         self.pretrained = pretrained
         self.batch_size = batch_size
+        self._tracked: list[torch.Tensor] | None = None  # the model's tensors, for _weights_key
+        self._single: SingleSentence | None = None  # the numpy decoder, built for _single_key's weights
+        self._single_key: tuple | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -289,12 +292,12 @@ class Tagger:
         that path does not apply (then the caller takes the batched one)."""
         if not all(e.words for e in items):
             return None
-        if getattr(self, "_tracked", None) is None:
+        if self._tracked is None:
             self._tracked = [*self.model.parameters(), *self.model.buffers()]
         key = _weights_key(self.model, self._tracked)
         if key is None:
             return None
-        if getattr(self, "_single_key", None) != key:
+        if self._single_key != key:
             self._single, self._single_key = SingleSentence.build(self.model), key
         if self._single is None:
             return None
