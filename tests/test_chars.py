@@ -1,5 +1,6 @@
 """The char CNN: features once per distinct word equal features per token, values and gradients."""
 
+import pytest
 import torch
 
 import nerbilstm.model.chars as chars_module
@@ -44,3 +45,25 @@ def test_hash_collision_falls_back_to_every_token(seed, monkeypatch):
     cnn = CharCNN(n_chars=5, char_dim=3, filters=2, kernel=3).eval()
     out = cnn(rows.view(1, 2, 3))
     assert torch.allclose(out[0], cnn.word_features(rows), atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, length", [(3, 6), (5, 7), (3, 1), (1, 4)])
+def test_inference_lookup_equals_the_convolution(kernel, length):
+    """Without gradients the features come from per-character tables (looked_up_features):
+    the same values as the convolution, whatever the kernel, with empty words and a non-zero
+    padding embedding (a loaded model may hold one)."""
+    torch.manual_seed(kernel * 10 + length)
+    cnn = CharCNN(n_chars=9, char_dim=4, filters=6, kernel=kernel).eval()
+    with torch.no_grad():
+        cnn.embed.weight[0] = torch.randn(4)
+    flat = torch.randint(1, 9, (11, length))
+    flat[2, length // 2:] = 0  # a short word
+    flat[5] = 0  # an empty (padding) word
+    with torch.enable_grad():
+        by_convolution = cnn.word_features(flat)
+    with torch.no_grad():
+        by_lookup = cnn.word_features(flat)
+        assert torch.allclose(by_lookup, cnn.looked_up_features(flat))
+    assert by_lookup.requires_grad is False and by_convolution.requires_grad
+    assert torch.allclose(by_lookup, by_convolution.detach(), atol=1e-6)
+    assert torch.equal(by_lookup[5], torch.zeros(6))
