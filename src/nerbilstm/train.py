@@ -66,6 +66,7 @@ class Progress:
     best_f1: float = -1.0
     best_epoch: int = 0
     stale: int = 0
+    stale_base: float = -1.0  # the dev F1 an epoch must beat by --min-gain to reset ``stale``
     averaged: int = 0  # epochs in the running weight average (--average-from)
     history: list = field(default_factory=list)
 
@@ -352,7 +353,7 @@ def restore_run(run: Run, saved: ResumePoint) -> None:
     run.average = prefixed(tensors, "avg.") or None
     restore_optimizer(run.optimizer, state, tensors)
     run.scheduler.load_state_dict(state["scheduler"])
-    run.progress = Progress(**state["progress"])
+    run.progress = Progress(**{"stale_base": state["progress"]["best_f1"], **state["progress"]})  # before min_gain
     set_rng_state(state["rng"], tensors["rng.torch"])
     log.info("resuming at epoch %d, batch %d", run.progress.epoch, run.progress.step)
 
@@ -503,11 +504,14 @@ def log_epoch(run: Run, record: dict, dev: dict, train_seconds: float) -> None:
 
 
 def keep_best(run: Run, f1: float) -> None:
-    """Keep the model's weights if ``f1`` beats the best so far; else count a stale epoch."""
+    """Keep the model's weights if ``f1`` beats the best so far. Count a stale epoch unless
+    ``f1`` beats the last epoch that reset the count by more than --min-gain."""
     state = run.progress
     if f1 > state.best_f1:
-        state.best_f1, state.best_epoch, state.stale = f1, state.epoch, 0
+        state.best_f1, state.best_epoch = f1, state.epoch
         run.best_state = copy.deepcopy(run.model.state_dict())
+    if f1 > state.stale_base + run.cfg.min_gain:
+        state.stale, state.stale_base = 0, f1
     else:
         state.stale += 1
         if state.stale >= run.cfg.patience:
