@@ -190,25 +190,3 @@ def test_a_long_conll_sentence_is_written_in_parts_as_a_whole_document(tmp_path,
         assert tagging.write_tagged(tagger, open_input([], str(conll)), out, "jsonl", nbest=2) == 2
         outputs[long_tokens] = out.getvalue()
     assert outputs[1_000] == outputs[10**9] == render_documents(whole + tagger.tag_documents([["Paris"]], 2), "jsonl")
-
-
-@pytest.mark.parametrize("preset, expected", [(None, "0"), ("64", "64")])
-def test_write_tagged_turns_off_onednn_shape_cache_unless_the_user_set_it(preset, expected, monkeypatch):
-    """A long run meets a new input shape in almost every batch; oneDNN's default cache of 1,024
-    compiled primitives grew the footprint chunk after chunk. A user's own setting wins."""
-    import io
-
-    from nerbilstm.tagging import Input, write_tagged
-
-    if preset is None:
-        monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
-    else:
-        monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", preset)
-
-    class Echo:
-        def tag_documents(self, chunk, nbest):
-            return [{"text": text, "tokens": [], "entities": []} for text in chunk]
-
-    out = io.StringIO()
-    assert write_tagged(Echo(), Input(["a b", ""], "text", "<test>"), out, "jsonl") == 2
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == expected

@@ -10,7 +10,6 @@ per input record.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import tempfile
 from collections import deque
@@ -153,7 +152,6 @@ def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", read_ahea
     ``out`` in ``fmt`` (see report.render_documents), flushed after each batch. -> records written.
     (The tagger groups the sentences of each chunk by length into its own batches.) ``workers`` > 1
     tags the chunks in that many processes (see workers.py): same output, byte for byte."""
-    bound_memory_growth()
     written = 0
     with _progress_bar(inp, progress) as bar:
         def advance() -> None:
@@ -221,8 +219,9 @@ def _chunks(records: Iterable, read_ahead: int) -> Iterator[list]:
         yield chunk
 
 
-def _libc():
-    """glibc through ctypes, or None elsewhere (musl, macOS, Windows)."""
+def _release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system after a chunk (glibc keeps them otherwise:
+    the big transient tensors of one chunk would stay in the process's footprint for good)."""
     global _LIBC
     if _LIBC is None:
         try:
@@ -232,25 +231,8 @@ def _libc():
             _LIBC.malloc_trim  # noqa: B018  (glibc only)
         except (OSError, AttributeError):
             _LIBC = False
-    return _LIBC or None
-
-
-def _release_freed_memory() -> None:
-    """Hand the heap's freed pages back to the system after a chunk (glibc keeps them otherwise:
-    the big transient tensors of one chunk would stay in the process's footprint for good)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-def bound_memory_growth() -> None:
-    """Keep a long tagging run's footprint from growing; called before the first batch.
-
-    oneDNN caches a compiled primitive per input shape (1,024 by default), and a long run meets
-    a new shape in almost every batch: capacity 0 here unless the user set
-    ONEDNN_PRIMITIVE_CACHE_CAPACITY (oneDNN reads it at its first primitive, so this works after
-    ``import torch``). Same speed within noise: the shapes hardly ever repeat anyway."""
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+    if _LIBC:
+        _LIBC.malloc_trim(0)
 
 
 _LIBC = None

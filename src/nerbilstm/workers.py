@@ -75,9 +75,7 @@ def _load(spec: WorkerSpec) -> None:
     import torch
 
     from nerbilstm.predict import Tagger
-    from nerbilstm.tagging import bound_memory_growth
 
-    bound_memory_growth()
     torch.set_num_threads(spec.threads)
     _TAGGER = Tagger.load(spec.model_dir, pretrained=spec.pretrained, device=spec.device)
     _TAGGER.batch_size = spec.batch_size
