@@ -67,3 +67,11 @@ def test_inference_lookup_equals_the_convolution(kernel, length):
     assert by_lookup.requires_grad is False and by_convolution.requires_grad
     assert torch.allclose(by_lookup, by_convolution.detach(), atol=1e-6)
     assert torch.equal(by_lookup[5], torch.zeros(6))
+
+
+@pytest.mark.parametrize("kernel", [0, 2, 4])
+def test_an_even_kernel_is_refused(kernel):
+    # padding kernel // 2 on both sides gives an even kernel one output more than the word has
+    # characters: its features would be shifted against them
+    with pytest.raises(ValueError, match=f"kernel width must be odd, got {kernel}"):
+        CharCNN(n_chars=9, char_dim=4, filters=6, kernel=kernel)

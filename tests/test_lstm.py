@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
+from nerbilstm.model import lstm
 from nerbilstm.model.lstm import BiLSTM, PackedLayout, _Recurrence
 
 
@@ -35,6 +36,18 @@ def test_outputs_and_final_states_match_torch(seed, layers):
     first = out[:, 0, H:]  # backward direction ends at the first token
     assert torch.allclose(last, h_n[-2], atol=1e-5)
     assert torch.allclose(first, h_n[-1], atol=1e-5)
+    assert (out[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 1024])
+def test_inference_matches_torch_whatever_the_projection_block(seed, block_rows, monkeypatch):
+    # Without a gradient the input projections are made a block of time steps at a time.
+    monkeypatch.setattr(lstm, "INFERENCE_BLOCK_ROWS", block_rows)
+    ours, ref, x, lengths, mask = make_case(2)
+    with torch.no_grad():
+        out = ours(x, mask)
+        expected, _ = run_reference(ref, x, lengths)
+    assert torch.allclose(out, expected, atol=1e-5)
     assert (out[~mask] == 0).all()
 
 

@@ -87,6 +87,7 @@ def test_inherit_architecture_refuses_a_differing_architecture(field, value):
     (ModelConfig(layers=0), "hidden_size and layers must be positive"),
     (ModelConfig(dropout=1.0), "dropout must be in [0, 1), got 1.0"),
     (ModelConfig(decoder="hmm"), "decoder must be 'crf' or 'softmax', got 'hmm'"),
+    (ModelConfig(char_kernel=0), "char_kernel must be an odd width (1, 3, 5, ...), got 0"),
 ])
 def test_validate_names_fields(config, message):
     with pytest.raises(ValueError) as info:
@@ -134,6 +135,7 @@ def error_lines(capsys):
     (["--stream-chunk", "-1"], "--stream-chunk, --checkpoint-every and --average-from must be >= 0"),
     (["--hidden-size", "0"], "--hidden-size and --layers must be positive"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+    (["--char-kernel", "4"], "--char-kernel must be an odd width (1, 3, 5, ...), got 4"),
     (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device (--device cuda)"),
 ])
 def test_config_errors_name_the_flags(tmp_path, capsys, tiny, flags, message):

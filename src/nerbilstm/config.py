@@ -63,6 +63,10 @@ class ModelConfig:
             raise ConfigError("{hidden_size} and {layers} must be positive", ("hidden_size", "layers"))
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("{dropout} must be in [0, 1), got {got}", ("dropout",), got=self.dropout)
+        if self.char_dim > 0 and (self.char_kernel < 1 or self.char_kernel % 2 == 0):
+            # an even width would shift the convolution's output against the word's characters
+            raise ConfigError("{char_kernel} must be an odd width (1, 3, 5, ...), got {got}", ("char_kernel",),
+                              got=self.char_kernel)
 
 
 @dataclass

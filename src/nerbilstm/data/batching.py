@@ -53,7 +53,7 @@ class Batch:
 
 
 CACHE_MAX_TOKEN_CHARS = 64  # longer tokens are encoded each time, never remembered
-CACHE_MAX_BYTES = 64 * 2**20  # about this much memory per vocabulary; emptied when full
+CACHE_MAX_BYTES = 16 * 2**20  # about this much memory per vocabulary (~50,000 tokens); emptied when full
 
 
 class TokenCache(dict):

@@ -16,6 +16,8 @@ class CharCNN(nn.Module):
 
     def __init__(self, n_chars: int, char_dim: int, filters: int, kernel: int = 3, dropout: float = 0.0):
         super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"the char CNN's kernel width must be odd, got {kernel}")
         self.embed = nn.Embedding(n_chars, char_dim, padding_idx=0)
         self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
         self.dropout = Dropout(dropout)
@@ -34,7 +36,7 @@ class CharCNN(nn.Module):
 
     def word_features(self, flat: Tensor) -> Tensor:
         """flat: (N, L) char ids of N words -> (N, filters)."""
-        if not torch.is_grad_enabled() and not (self.training and self.dropout.p > 0) and self._odd_kernel:
+        if not torch.is_grad_enabled() and not (self.training and self.dropout.p > 0):
             return self.looked_up_features(flat)
         x = self.dropout(self.embed(flat)).transpose(1, 2)  # (N, C, L)
         feats = self.conv(x)  # (N, F, L)
@@ -42,10 +44,6 @@ class CharCNN(nn.Module):
         pad = (flat == 0).unsqueeze(1)
         feats = feats.masked_fill(pad, float("-inf")).amax(dim=2)
         return torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))  # empty (padding) words
-
-    @property
-    def _odd_kernel(self) -> bool:
-        return self.conv.kernel_size[0] % 2 == 1
 
     def looked_up_features(self, flat: Tensor) -> Tensor:
         """word_features without the convolution, for inference: flat (N, L) -> (N, filters).

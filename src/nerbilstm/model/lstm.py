@@ -79,53 +79,104 @@ class PackedLayout:
 def _tanh(x: Tensor, out: Tensor) -> Tensor:
     """tanh(x) as 2 sigmoid(2x) - 1 (within 2e-7 of it in float32): on a CPU ``torch.tanh``
     costs about 3 times these three ops, ``torch.sigmoid`` being vectorized much better."""
-    return torch.sigmoid(x * 2.0, out=out).mul_(2.0).sub_(1.0)
+    return torch.mul(x, 2.0, out=out).sigmoid_().mul_(2.0).sub_(1.0)
+
+
+# Inference projects the inputs of about this many packed rows (whole time steps) at a time:
+# the (2, rows, 4H) projections of a whole batch would be its largest transient tensor.
+INFERENCE_BLOCK_ROWS = 512
+
+
+def _cell_step(xp: Tensor, h_prev: Tensor | None, c_prev: Tensor, w_hh_t: Tensor, gates: Tensor,
+               act: Tensor, c_out: Tensor, tanh_out: Tensor, h_out: Tensor) -> None:
+    """One time step of both directions for n rows, written into the given buffers.
+
+    xp (2, n, 4H) input projections with bias; h_prev (2, n, H), None for the zero initial
+    state; c_prev (2, n, H); w_hh_t (2, H, 4H). Out: gates (2, n, 4H), contiguous, scratch;
+    act (2, n, 4H) = sigmoid(i, f, o), tanh(g); c_out, tanh_out = tanh(c), h_out (2, n, H).
+    Nothing is allocated: a step is a few microseconds, and freeing and reallocating its
+    temporaries would fragment the heap."""
+    H = c_out.shape[-1]
+    if h_prev is None:
+        gates.copy_(xp)
+    else:
+        torch.baddbmm(xp, h_prev, w_hh_t, out=gates)
+    gates[..., 2 * H : 3 * H].mul_(2.0)  # one sigmoid for all four gates, see _tanh
+    torch.sigmoid(gates, out=act)
+    i, f, g, o = act.chunk(4, dim=-1)
+    g.mul_(2.0).sub_(1.0)
+    torch.mul(f, c_prev, out=c_out).addcmul_(i, g)
+    torch.mul(o, _tanh(c_out, out=tanh_out), out=h_out)
+
+
+def _step_buffer(flat: Tensor, n: int, H: int) -> Tensor:
+    """The first n rows of a flat scratch buffer, as a contiguous (2, n, 4H) tensor."""
+    return flat[: 2 * n * 4 * H].view(2, n, 4 * H)
+
+
+def inference_recurrence(x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor,
+                         layout: PackedLayout) -> Tensor:
+    """The recurrence with no backward pass to come: x (N, D) packed rows -> h (2, N, H), as
+    ``_Recurrence`` on ``BiLSTMLayer``'s input projections, which are made here for
+    INFERENCE_BLOCK_ROWS rows (whole time steps) at a time; one step's activations are held."""
+    block_rows = INFERENCE_BLOCK_ROWS
+    N = x.shape[0]
+    H = weight_hh.shape[-1]
+    n0 = layout.sizes[0] if layout.sizes else 0
+    w_ih_t, w_hh_t, bias = weight_ih.transpose(1, 2), weight_hh.transpose(1, 2), bias.unsqueeze(1)
+    hs = x.new_empty(2, n0 + N, H)  # h of every row, after n0 rows of zero initial state
+    hs[:, :n0] = 0
+    cells = x.new_zeros(2, 2 * n0, H)  # c of the previous step and of this one, alternately
+    act, tanh_c, gates = x.new_empty(2, n0, 4 * H), x.new_empty(2, n0, H), x.new_empty(2 * n0 * 4 * H)
+    xp, block_start, block_end, prev = None, 0, 0, 0
+    for t, (n, start) in enumerate(zip(layout.sizes, layout.starts)):
+        if start + n > block_end:  # project the next whole steps, at least block_rows rows
+            block_start, block_end = start, start
+            for size in layout.sizes[t:]:
+                if block_end - block_start >= block_rows:
+                    break
+                block_end += size
+            rows = slice(block_start, block_end)
+            both = torch.stack([x[rows], x.index_select(0, layout.reverse[rows])])  # direction 1 reads reversed
+            xp = torch.baddbmm(bias, both, w_ih_t)  # (2, rows, 4H)
+        _cell_step(xp[:, start - block_start : start - block_start + n], None if start == 0 else hs[:, prev : prev + n],
+                   cells[:, t % 2 * n0 :][:, :n], w_hh_t, _step_buffer(gates, n, H), act[:, :n],
+                   cells[:, (t + 1) % 2 * n0 :][:, :n], tanh_c[:, :n], hs[:, n0 + start : n0 + start + n])
+        prev = n0 + start
+    return hs[:, n0:]
 
 
 class _Recurrence(torch.autograd.Function):
-    """LSTM recurrence over packed input projections, both directions batched.
+    """LSTM recurrence over packed input projections, both directions batched, for training.
 
-    forward(xp: (2, N, 4H) input projections with bias, w_hh: (2, 4H, H), layout, keep) -> h: (2, N, H),
-    the hidden state of every packed row (direction 1's rows in its own, reversed, reading order);
-    keep False (no backward pass to come) holds one step's intermediate values, not all.
+    forward(xp: (2, N, 4H) input projections with bias, w_hh: (2, 4H, H), layout) -> h: (2, N, H),
+    the hidden state of every packed row (direction 1's rows in its own, reversed, reading order).
+    Every row's activations and cell are kept for the backward pass (inference, with none to
+    come, runs ``inference_recurrence``).
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # state stays float32 under AMP
-    def forward(ctx, xp: Tensor, w_hh: Tensor, layout: PackedLayout, keep: bool = True) -> Tensor:
+    def forward(ctx, xp: Tensor, w_hh: Tensor, layout: PackedLayout) -> Tensor:
         D2, N, G = xp.shape
         H = G // 4
         n0 = layout.sizes[0] if layout.sizes else 0
         w_hh_t = w_hh.transpose(1, 2)  # (2, H, 4H)
-        # keep: every row's activations and cell, for the backward pass; else (no gradient to
-        # come: inference) one step's, in buffers of the first (largest) step's size.
-        act = torch.empty_like(xp) if keep else xp.new_empty(D2, n0, G)  # sigmoid(i, f, o), tanh(g)
+        act = torch.empty_like(xp)  # sigmoid(i, f, o), tanh(g) of every row
         hs = xp.new_empty(D2, n0 + N, H)  # h of every row, after n0 rows of zero initial state
-        cells = xp.new_empty(D2, n0 + N if keep else 2 * n0, H)  # c, likewise (inference: two steps')
-        tanh_c = xp.new_empty(D2, N if keep else n0, H)
+        cells = xp.new_empty(D2, n0 + N, H)  # c, likewise
+        tanh_c = xp.new_empty(D2, N, H)
+        gates = xp.new_empty(D2 * n0 * G)
         hs[:, :n0] = 0
         cells[:, :n0] = 0
         prev = 0  # first row of the previous step's states
-        for t, (n, start) in enumerate(zip(layout.sizes, layout.starts)):
+        for n, start in zip(layout.sizes, layout.starts):
             rows, out = slice(start, start + n), slice(n0 + start, n0 + start + n)
-            here = rows if keep else slice(0, n)  # this step's rows of act and tanh_c
-            c_prev = cells[:, prev : prev + n] if keep else cells[:, t % 2 * n0 :][:, :n]
-            c_out = cells[:, out] if keep else cells[:, (t + 1) % 2 * n0 :][:, :n]
-            if start == 0:  # the initial state is zero: no product to do
-                gates = xp[:, rows].clone()  # (2, n, 4H)
-            else:
-                gates = torch.baddbmm(xp[:, rows], hs[:, prev : prev + n], w_hh_t)
-            a = act[:, here]
-            gates[..., 2 * H : 3 * H].mul_(2.0)  # one sigmoid for all four gates, see _tanh
-            torch.sigmoid(gates, out=a)
-            i, f, g, o = a.chunk(4, dim=-1)
-            g.mul_(2.0).sub_(1.0)
-            c = torch.addcmul(f * c_prev, i, g, out=c_out)
-            torch.mul(o, _tanh(c, out=tanh_c[:, here]), out=hs[:, out])
+            _cell_step(xp[:, rows], None if start == 0 else hs[:, prev : prev + n], cells[:, prev : prev + n],
+                       w_hh_t, _step_buffer(gates, n, H), act[:, rows], cells[:, out], tanh_c[:, rows], hs[:, out])
             prev = n0 + start
-        if keep:
-            ctx.layout = layout
-            ctx.save_for_backward(w_hh, act, cells, hs, tanh_c)
+        ctx.layout = layout
+        ctx.save_for_backward(w_hh, act, cells, hs, tanh_c)
         return hs[:, n0:]
 
     @staticmethod
@@ -196,10 +247,12 @@ class BiLSTMLayer(nn.Module):
 
     def forward(self, x: Tensor, layout: PackedLayout) -> Tensor:
         """x: (N, D) packed rows -> (N, 2H): both directions' states at each row's token."""
-        both = torch.stack([x, x.index_select(0, layout.reverse)])  # direction 1 reads reversed
-        xp = torch.baddbmm(self.bias.unsqueeze(1), both, self.weight_ih.transpose(1, 2))  # (2, N, 4H)
-        keep = torch.is_grad_enabled() and (xp.requires_grad or self.weight_hh.requires_grad)
-        h = _Recurrence.apply(xp, self.weight_hh, layout, keep)  # (2, N, H)
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            both = torch.stack([x, x.index_select(0, layout.reverse)])  # direction 1 reads reversed
+            xp = torch.baddbmm(self.bias.unsqueeze(1), both, self.weight_ih.transpose(1, 2))  # (2, N, 4H)
+            h = _Recurrence.apply(xp, self.weight_hh, layout)  # (2, N, H)
+        else:
+            h = inference_recurrence(x, self.weight_ih, self.bias, self.weight_hh, layout)
         return torch.cat([h[0], h[1].index_select(0, layout.reverse)], dim=-1)
 
 

@@ -121,8 +121,6 @@ class SingleSentence:
             return None
         if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
             return None
-        if model.char_cnn is not None and model.char_cnn.conv.kernel_size[0] % 2 == 0:
-            return None
         return cls(model)
 
     # -- features and emissions
