@@ -151,8 +151,8 @@ def check_options(batch_size: int, nbest: int, output_format: str, tagger=None, 
 def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", read_ahead: int = READ_AHEAD, nbest: int = 0,
                  progress: bool = False, workers: int = 1) -> int:
     """Tag ``inp``'s records with ``tagger``, ``read_ahead`` records at a time, and write them to
-    ``out`` in ``fmt`` (see report.render_documents), flushed after each batch. -> records written.
-    (The tagger groups the sentences of each chunk by length into its own batches.) ``workers`` > 1
+    ``out`` in ``fmt`` (see report.render_documents), flushed as written: every RENDER_GROUP records
+    (with workers, every chunk). -> records written. (The tagger groups the sentences of each chunk by length into its own batches.) ``workers`` > 1
     tags the chunks in that many processes (see workers.py): same output, byte for byte."""
     written = 0
     with _progress_bar(inp, progress) as bar:
