@@ -152,8 +152,9 @@ def write_tagged(tagger, inp: Input, out: TextIO, fmt: str = "inline", read_ahea
                  progress: bool = False, workers: int = 1) -> int:
     """Tag ``inp``'s records with ``tagger``, ``read_ahead`` records at a time, and write them to
     ``out`` in ``fmt`` (see report.render_documents), flushed as written: every RENDER_GROUP records
-    (with workers, every chunk). -> records written. (The tagger groups the sentences of each chunk by length into its own batches.) ``workers`` > 1
-    tags the chunks in that many processes (see workers.py): same output, byte for byte."""
+    (with workers, every chunk). -> records written. (The tagger groups the sentences of each chunk
+    by length into its own batches.) ``workers`` > 1 tags the chunks in that many processes (see
+    workers.py): same output, byte for byte."""
     written = 0
     with _progress_bar(inp, progress) as bar:
         def advance() -> None:
