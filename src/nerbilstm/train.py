@@ -31,7 +31,8 @@ from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, 
 from nerbilstm.config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict
 from nerbilstm.config_file import run_configs, write_config
 from nerbilstm.data.batching import collate
-from nerbilstm.data.sources import InMemoryBatches, StreamedBatches, scan
+from nerbilstm.data.sampling import RepeatFactors
+from nerbilstm.data.sources import InMemoryBatches, StreamedBatches, TrainingData, scan
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.embeddings import GLOVE_PACKAGE, load_embeddings
 from nerbilstm.distributed import Context, gather_checksums, setup, share_flag
@@ -83,15 +84,6 @@ class ResumePoint:
 
     def configs(self) -> tuple[ModelConfig, TrainConfig]:
         return from_dict(ModelConfig, self.state["model"]), from_dict(TrainConfig, self.state["training"])
-
-
-@dataclass
-class TrainingData:
-    """What one pass over the training sentences tells: vocabulary, tag counts, sentence count."""
-
-    vocab: Vocab
-    tag_counts: Counter
-    n_sentences: int
 
 
 @dataclass
@@ -175,7 +167,7 @@ def train(train_sents, dev_sents, model_config: ModelConfig, train_config: Train
     run = start_run(out_dir, ctx, model, vocab, model_config, cfg, pretrained, data_info, progress, saved)
     run.data_config = asdict(data_config) if data_config is not None else (saved.state.get("data_config")
                                                                             if saved else None)
-    source = batch_source(train_sents, vocab, cfg, data.n_sentences)
+    source = batch_source(train_sents, vocab, cfg, data)
     while run.going:
         epoch = run_epoch(run, source)
         if end_epoch(run, epoch, dev_sents, data.n_sentences):
@@ -235,10 +227,10 @@ def seed_everything(seed: int) -> None:
 
 
 def scan_training_data(sentences, min_word_count: int) -> TrainingData:
-    vocab, tag_counts, n = scan(sentences, min_word_count)
-    if n == 0:
+    data = scan(sentences, min_word_count)
+    if data.n_sentences == 0:
         raise DataError("no training sentences")
-    return TrainingData(vocab, tag_counts, n)
+    return data
 
 
 def class_weights(counts: Counter, labels: Sequence[str]) -> torch.Tensor:
@@ -358,11 +350,17 @@ def restore_run(run: Run, saved: ResumePoint) -> None:
     log.info("resuming at epoch %d, batch %d", run.progress.epoch, run.progress.step)
 
 
-def batch_source(train_sents, vocab: Vocab, cfg: TrainConfig, n_sentences: int):
-    """Where each epoch's batches come from: all sentences in memory, or streamed (--stream-chunk)."""
+def batch_source(train_sents, vocab: Vocab, cfg: TrainConfig, data: TrainingData):
+    """Where each epoch's batches come from: all sentences in memory, or streamed (--stream-chunk);
+    sentences with rare entity types repeated with --repeat-threshold (logged in one line)."""
+    repeat = None
+    if cfg.repeat_threshold > 0:
+        repeat = RepeatFactors(data.type_sets, cfg.repeat_threshold)
+        log.info("%s", repeat.describe())
     if cfg.stream_chunk:
-        return StreamedBatches(train_sents, vocab, cfg.batch_size, cfg.seed, cfg.stream_chunk, n_sentences)
-    return InMemoryBatches(train_sents, vocab, cfg.batch_size, cfg.seed)
+        return StreamedBatches(train_sents, vocab, cfg.batch_size, cfg.seed, cfg.stream_chunk, data.n_sentences,
+                               repeat)
+    return InMemoryBatches(train_sents, vocab, cfg.batch_size, cfg.seed, repeat)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
