@@ -357,7 +357,10 @@ class Tagger:
 
     def tag_documents(self, items: Sequence[str | Sequence[str]], nbest: int = 0) -> list[dict]:
         """Tag one batch of inputs (raw texts or token lists) -> one document each."""
-        return list(self.iter_documents(items, nbest))
+        # Paused for the whole list: re-enabled after each document, the collector ran each time,
+        # over the documents made so far (measured: 8% of a 4,796-text call).
+        with gc_paused():
+            return list(self.iter_documents(items, nbest))
 
     def iter_documents(self, items: Sequence[str | Sequence[str]], nbest: int = 0) -> Iterator[dict]:
         """As ``tag_documents``, the documents made one at a time as they are asked for (all the
