@@ -120,3 +120,20 @@ def test_peers_scores_agree_with_seqeval_and_table_lists_every_system():
     table = peers.markdown(report, "cpu")
     assert table.count("| ours |") == 1 and table.count("| spacy-efficiency |") == 1
     assert "| 2 s |" in table and "cpu time" in table
+
+
+def test_doc_memory_adds_and_relabels_only_what_it_should():
+    with_memory = load_script("doc_memory").with_memory
+    tokens = [["VHL", "disease", "is", "rare"], ["wt", "VHL", "protein"], ["VHL", "disease", "again"],
+              ["Paris", "and", "Paris"]]
+    spans = [[("Disease", 0, 2, 0.95)],  # remembered: "VHL disease"
+             [("Disease", 1, 2, 0.4)],  # "VHL" alone, not confident: not remembered
+             [],  # "VHL disease" again, unpredicted: gets the entity
+             [("geo", 0, 1, 0.99), ("org", 2, 3, 0.6)]]
+    got = with_memory(tokens, spans, [0, 1, 2, 3], confident=0.9, relabel=False)
+    assert got[0] == spans[0] and got[1] == spans[1]
+    assert got[2] == [("Disease", 0, 2, 0.0)]
+    assert got[3] == spans[3]  # an exact span with another label is left alone without relabel
+    relabelled = with_memory(tokens, spans, [0, 1, 2, 3], confident=0.9, relabel=True)
+    assert relabelled[3] == [("geo", 0, 1, 0.99), ("geo", 2, 3, 0.6)]
+    assert with_memory(tokens, spans, [1, 2], confident=0.9, relabel=False)[2] == []  # another document
