@@ -169,3 +169,16 @@ def test_init_config_writes_every_default_with_its_help(tmp_path, cli):
             assert (f"# {f.name} = ..." in text) == (default is None)
     run = cli(["init-config", "--out", out])  # never over an existing file
     assert run.rc == 2 and "exists already" in run.err and out.read_text(encoding="utf-8") == text
+
+
+def test_init_config_optimize_accuracy_sets_the_preset_and_nothing_else(tmp_path, cli):
+    plain, accurate = tmp_path / "efficiency.toml", tmp_path / "accuracy.toml"
+    assert cli(["init-config", "--out", plain]).rc == 0
+    run = cli(["init-config", "--optimize", "accuracy", "--out", accurate])
+    assert run.rc == 0 and "defaults (accuracy) written to" in run.out
+    got, defaults = read_config(accurate), read_config(plain)
+    assert {k: v for k, v in got.items() if defaults.get(k) != v} == {"layers": 2, "hidden_size": 256}
+    assert "# --optimize accuracy: layers = 2, hidden_size = 256" in accurate.read_text(encoding="utf-8")
+    assert "# --optimize efficiency: the defaults" in plain.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):  # argparse: not a preset
+        cli(["init-config", "--optimize", "fast", "--out", tmp_path / "x.toml"])

@@ -1,7 +1,6 @@
 """Command line: argument parsing only; each command calls a library function.
 
-Our errors (bad data, bad model files) become one line on stderr and exit code 2;
-tracebacks are left for bugs.
+Our errors (bad data, bad model files) become one line on stderr and exit code 2; tracebacks are left for bugs.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from nerbilstm import __version__
-from nerbilstm.config import DataConfig, ModelConfig, ServeConfig, TrainConfig
+from nerbilstm.config import PRESETS, DataConfig, ModelConfig, ServeConfig, TrainConfig
 from nerbilstm.config_file import merge, write_defaults
 from nerbilstm.errors import NerError
 from nerbilstm.tagging import INPUT_FORMATS, ScaleOptions
@@ -196,6 +195,7 @@ def _add_model_parsers(sub) -> None:
                  "Write train's options at their defaults as TOML, each with its help as a comment.",
                  "nerbilstm init-config --out run.toml && nerbilstm train --config run.toml --out runs/mine")
     p.add_argument("--out", default="train.toml", help="file to write (default: train.toml)")
+    p.add_argument("--optimize", choices=list(PRESETS), default="efficiency", help="accuracy: 2 x 256 units, slower")
 
 
 def main(argv=None) -> int:
@@ -330,7 +330,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_init_config(args) -> int:
-    print(f"defaults written to {write_defaults(args.out)}")
+    print(f"defaults ({args.optimize}) written to {write_defaults(args.out, args.optimize)}")
     return 0
 
 

@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from nerbilstm.config import DataConfig, ModelConfig, TrainConfig
+from nerbilstm.config import PRESETS, DataConfig, ModelConfig, TrainConfig
 from nerbilstm.errors import NerError
 
 TABLES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -191,12 +191,17 @@ def write_config(path: str | Path, configs: dict, comments: bool = False, note: 
     return path
 
 
-def write_defaults(path: str | Path) -> Path:
-    """``nerbilstm init-config``: every key at its default, with its help text as a comment. An
-    existing file is left alone (ConfigFileError)."""
+def write_defaults(path: str | Path, optimize: str = "efficiency") -> Path:
+    """``nerbilstm init-config``: every key at its default (the model's as the preset ``optimize``
+    of PRESETS sets it), with its help text as a comment. An existing file is left alone
+    (ConfigFileError)."""
     if Path(path).exists():
         raise ConfigFileError("exists already: remove it or name another file with --out", path=path)
-    return write_config(path, {table: asdict(cls()) for table, cls in TABLES.items()}, comments=True)
+    configs = {table: asdict(cls()) for table, cls in TABLES.items()}
+    configs["model"].update(PRESETS[optimize])
+    note = f"# --optimize {optimize}: " + (", ".join(f"{k} = {v}" for k, v in PRESETS[optimize].items())
+                                           or "the defaults") + "\n"
+    return write_config(path, configs, comments=True, note=note)
 
 
 def run_configs(data: DataConfig | dict | None, model: ModelConfig | dict, train: TrainConfig | dict) -> dict:
