@@ -95,7 +95,7 @@ class DataConfig:
 
 # ``nerbilstm init-config --optimize NAME`` (spaCy's names): the model fields each preset sets.
 # efficiency is the default configuration. accuracy, measured (docs/results.md, "Model size"): NCBI
-# test entity F1 +0.011 over three seeds, GMB dev +0.0056 at equal epochs (one seed), for about 4
+# test entity F1 +0.011 over three seeds, GMB dev +0.0056 at equal epochs (one seed), for 4-5
 # times the training time per epoch and 4.7 times slower tagging.
 PRESETS: dict[str, dict] = {"efficiency": {}, "accuracy": {"layers": 2, "hidden_size": 256}}
 
