@@ -85,8 +85,8 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
     out = tmp_path / "int"
     # 40 epochs (patience still stops the resumed run): 3 take under a second, and on a busy machine
     # they were over before the signal came.
-    proc = run_cli("train", "--data", str(corpus), "--out", str(out), *ARGS, "--epochs", "40", "--checkpoint-every", "3",
-                   wait=False)
+    proc = run_cli("train", "--data", str(corpus), "--out", str(out), *ARGS, "--epochs", "40",
+                   "--checkpoint-every", "3", wait=False)
     wait_for_checkpoint(out, epoch=1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
