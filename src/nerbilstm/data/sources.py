@@ -53,12 +53,13 @@ class InMemoryBatches:
 
     def __init__(self, sentences: Iterable, vocab: Vocab, batch_size: int, seed: int,
                  repeat: RepeatFactors | None = None):
+        self.repeat = repeat if repeat is not None and repeat.active else None
         self.encoded, self.rates = [], []
         for s in sentences:
             self.encoded.append(encode(s.tokens, vocab, s.tags))
-            if repeat is not None and repeat.active:
-                self.rates.append(repeat.of(s.tags))
-        self.batch_size, self.seed, self.repeat = batch_size, seed, repeat
+            if self.repeat:
+                self.rates.append(self.repeat.of(s.tags))
+        self.batch_size, self.seed = batch_size, seed
 
     def __len__(self) -> int:
         return len(self.encoded)
