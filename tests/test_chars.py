@@ -75,3 +75,36 @@ def test_an_even_kernel_is_refused(kernel):
     # characters: its features would be shifted against them
     with pytest.raises(ValueError, match=f"kernel width must be odd, got {kernel}"):
         CharCNN(n_chars=9, char_dim=4, filters=6, kernel=kernel)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_training_convolution_equals_torch_conv1d_word_by_word(kernel):
+    """convolved_features (real characters laid end to end) against torch's conv1d run on each
+    word's own characters with zero padding: values and gradients, with empty words, words of
+    every length up to L and a non-zero padding embedding (which must not leak in)."""
+    torch.manual_seed(kernel)
+    cnn = CharCNN(n_chars=9, char_dim=4, filters=6, kernel=kernel, dropout=0.0).train()
+    with torch.no_grad():
+        cnn.embed.weight[0] = torch.randn(4)
+    flat = torch.randint(1, 9, (12, 7))
+    for row, length in enumerate([7, 1, 0, 3, 6, 2, 0, 5, 4, 7, 1, 2]):
+        flat[row, length:] = 0
+    ours = cnn.convolved_features(flat)
+    expected = []
+    for word in flat:
+        chars = word[word != 0]
+        if chars.numel() == 0:
+            expected.append(torch.zeros(6))
+            continue
+        x = cnn.embed(chars).t().unsqueeze(0)  # (1, C, l)
+        y = torch.nn.functional.conv1d(x, cnn.conv.weight, cnn.conv.bias, padding=kernel // 2)
+        expected.append(y[0].amax(dim=1))
+    expected = torch.stack(expected)
+    assert torch.allclose(ours, expected, atol=1e-5)
+    weight = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * weight).sum(), list(cnn.parameters()))
+    wanted = torch.autograd.grad((expected * weight).sum(), list(cnn.parameters()))
+    for g, w in zip(grads, wanted):
+        assert torch.allclose(g, w, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(cnn.eval().word_features(flat), expected, atol=1e-5)  # the inference tables

@@ -41,7 +41,7 @@ def two_layers(one_thread):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.5 * torch.randn_like(p))  # far from the initial weights: peaked, varied scores
-        model.char_cnn.embed.weight[0] = 0.0  # the padding rows stay zero, as training keeps them
+        model.char_cnn.embed.weight[0] = 1.0  # no path may read it: outside a word is zero
         model.word_embed.weight[0] = 0.0
     return Tagger(model, vocab, {})
 

@@ -137,7 +137,9 @@ class ExportedTagger(nn.Module):
         self.has_chars = model.char_cnn is not None
         if model.char_cnn is not None:
             conv = model.char_cnn.conv
-            self.register_buffer("char_weight", copy(model.char_cnn.embed.weight))
+            char_weight = copy(model.char_cnn.embed.weight)
+            char_weight[0] = 0.0  # the padding id: zero outside a word, as CharCNN
+            self.register_buffer("char_weight", char_weight)
             self.register_buffer("conv_weight", copy(conv.weight))  # (F, C, k)
             self.register_buffer("conv_bias", copy(conv.bias))
             self.conv_padding = int(conv.padding[0])

@@ -96,6 +96,7 @@ class SingleSentence:
             w = _np(conv.weight)  # (F, C, k)
             F, C, k = w.shape
             self.char = _np(model.char_cnn.embed.weight)
+            self.char[0] = 0.0  # the padding id: zero outside a word, as CharCNN
             self.kernel = k
             self.conv_w = np.ascontiguousarray(w.transpose(2, 1, 0).reshape(k * C, F))  # [(m, c), f]
             self.conv_b = _np(conv.bias)
