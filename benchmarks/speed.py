@@ -17,6 +17,8 @@ Measurements (one function each):
 * ``measure_crf``: CRF alone, NLL forward + backward and Viterbi, random emissions, full
   and ragged masks, at each of ``crf_lengths``.
 * ``measure_lstm``: the BiLSTM alone, forward + backward, GMB-like ragged lengths.
+* ``measure_char_cnn``: the char CNN as it trains (forward + backward, dropout on) on the
+  training batches, against ``nn.Conv1d`` over the words padded to the batch's longest.
 * ``measure_train_rss``: peak RSS of training steps, one fresh subprocess per variant so
   the peaks do not mix (``ru_maxrss``; the children run after all the timings).
 
@@ -61,6 +63,7 @@ from nerbilstm.data.dataset import split_canonical
 from nerbilstm.data.readers import Sentence, read_corpus
 from nerbilstm.data.vocab import Vocab
 from nerbilstm.errors import DataError, NerError
+from nerbilstm.model.chars import CharCNN
 from nerbilstm.model.crf import CRF
 from nerbilstm.model.lstm import BiLSTM
 from nerbilstm.model.tagger import BiLSTMTagger
@@ -484,6 +487,36 @@ def measure_lstm(work: Workload, cfg: BenchConfig) -> tuple[dict, dict]:
     return out, {"lstm_max_abs_diff": float(diff)}
 
 
+def padded_char_features(cnn: CharCNN, flat: Tensor) -> Tensor:
+    """The usual char CNN (Ma & Hovy's): nn.Conv1d over every word padded to the batch's longest,
+    max over the real positions. flat (N, L) -> (N, filters); the reference of measure_char_cnn."""
+    x = cnn.dropout(cnn.embed(flat)).transpose(1, 2)  # (N, C, L)
+    feats = cnn.conv(x).masked_fill((flat == 0).unsqueeze(1), float("-inf")).amax(dim=2)
+    return torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))
+
+
+def measure_char_cnn(work: Workload, cfg: BenchConfig) -> tuple[dict, dict]:
+    """The char CNN as it trains (dropout on, forward + backward) on the training batches: ours
+    (real characters laid end to end) against the padded convolution, same weights."""
+    mc = cfg.model
+    torch.manual_seed(2)
+    cnn = CharCNN(len(work.vocab.chars), mc.char_dim, mc.char_filters, mc.char_kernel, dropout=mc.dropout / 2).train()
+    words = [b.chars.view(-1, b.chars.shape[-1]) for b in work.train_batches]
+
+    def step(features: Callable[[Tensor], Tensor]) -> Callable[[], None]:
+        def run():
+            cnn.zero_grad(set_to_none=True)
+            for flat in words:
+                features(flat).sum().backward()
+        return run
+
+    ours_s, ref_s = compare(step(cnn.convolved_features), step(lambda flat: padded_char_features(cnn, flat)), cfg)
+    cnn.eval()
+    with torch.enable_grad():
+        diff = max(float((cnn.convolved_features(f) - padded_char_features(cnn, f)).abs().max()) for f in words)
+    return timing_fields("char_cnn", ours_s, ref_s, work=work.train_tokens), {"char_cnn_max_abs_diff": diff}
+
+
 # ----------------------------------------------------------------------------- peak memory
 
 
@@ -629,6 +662,7 @@ def _run(data: str | None, model: str | None, repeats: int | None, quick: bool) 
              ("end to end", lambda: measure_end_to_end(work, cfg, model)),
              ("CRF", lambda: measure_crf(cfg)),
              ("LSTM", lambda: measure_lstm(work, cfg)),
+             ("char CNN", lambda: measure_char_cnn(work, cfg)),
              ("peak RSS", lambda: measure_train_rss(data, quick))]
     for name, fn in steps:
         log.info("measuring %s", name)

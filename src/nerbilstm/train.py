@@ -75,6 +75,11 @@ class Progress:
         self.epoch, self.step, self.epoch_loss, self.epoch_tokens = self.epoch + 1, 0, 0.0, 0
 
 
+# TrainConfig fields added after checkpoints were first written, with the value that runs had
+# before them (the behaviour of a run without the field).
+FIELDS_BEFORE_THEY_EXISTED = {"min_gain": 0.0, "repeat_threshold": 0.0}
+
+
 @dataclass
 class ResumePoint:
     """A checkpoint read back (see checkpoint.py): its JSON state and its tensors."""
@@ -83,7 +88,10 @@ class ResumePoint:
     tensors: dict
 
     def configs(self) -> tuple[ModelConfig, TrainConfig]:
-        return from_dict(ModelConfig, self.state["model"]), from_dict(TrainConfig, self.state["training"])
+        # A checkpoint written before a training field existed ran as that field's value then,
+        # not as today's default: --resume must go on with the same recipe.
+        training = {**FIELDS_BEFORE_THEY_EXISTED, **self.state["training"]}
+        return from_dict(ModelConfig, self.state["model"]), from_dict(TrainConfig, training)
 
 
 @dataclass
