@@ -97,3 +97,19 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "model.safetensors").is_file()
 
+
+
+def test_a_checkpoint_from_before_a_field_resumes_with_the_value_runs_had_then():
+    """A training field added later (min_gain, repeat_threshold) missing from a checkpoint means
+    the run was started without it: resuming must not switch to today's default."""
+    from nerbilstm.config import TrainConfig
+    from nerbilstm.train import FIELDS_BEFORE_THEY_EXISTED, ResumePoint
+
+    old = ResumePoint(state={"model": {}, "training": {"epochs": 7}}, tensors={})
+    _, training = old.configs()
+    assert training.epochs == 7
+    for name, value in FIELDS_BEFORE_THEY_EXISTED.items():
+        assert getattr(training, name) == value
+    assert FIELDS_BEFORE_THEY_EXISTED["min_gain"] != TrainConfig().min_gain  # the default moved on since
+    new = ResumePoint(state={"model": {}, "training": {"min_gain": 0.01}}, tensors={})
+    assert new.configs()[1].min_gain == 0.01

@@ -113,9 +113,9 @@ class TrainConfig:
     class_weighting: str = option("balanced", "softmax decoder: balanced (n / (k * count), as the original) or none",
                                   ("balanced", "none"))
     word_dropout: float = option(0.05, "probability of replacing a word by the unknown word while training")
-    patience: int = option(5, "epochs without a dev entity-F1 gain before stopping")
-    min_gain: float = option(0.0, "a dev entity-F1 gain below this does not reset --patience (the best "
-                                  "epoch is still the one kept)")
+    patience: int = option(5, "epochs without a dev entity-F1 gain of --min-gain before stopping")
+    min_gain: float = option(0.001, "a dev entity-F1 gain below this does not reset --patience (the best "
+                                    "epoch is still the one kept; 0: any gain does)")
     repeat_threshold: float = option(0.0, "T > 0: a sentence holding an entity type found in a fraction f of "
                                           "the training sentences comes max(1, sqrt(T / f)) times an epoch on "
                                           "average (repeat-factor sampling; 0: off)")
