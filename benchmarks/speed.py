@@ -532,7 +532,8 @@ def measure_char_cnn(work: Workload, cfg: BenchConfig) -> tuple[dict, dict]:
     ours_s, ref_s = compare(step(cnn.convolved_features), step(lambda flat: padded_char_features(cnn, flat)), cfg)
     cnn.eval()
     with torch.enable_grad():
-        diff = max(float((cnn.convolved_features(f) - padded_char_features(cnn, f)).abs().max()) for f in words)
+        diff = max(float((cnn.convolved_features(f) - padded_char_features(cnn, f)).abs().max().detach())
+                   for f in words)
     return timing_fields("char_cnn", ours_s, ref_s, work=work.train_tokens), {"char_cnn_max_abs_diff": diff}
 
 
