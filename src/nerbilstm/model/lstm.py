@@ -191,8 +191,12 @@ class _ProjectionTable:
         return cls(table, torch.stack([inverse, inverse.index_select(0, layout.reverse)]))
 
     def rows(self, rows: slice) -> Tensor:
-        """The projections of packed rows ``rows``: (2, rows, 4H)."""
-        return torch.stack([self.table[d].index_select(0, self.ids[d, rows]) for d in range(2)])
+        """The projections of packed rows ``rows``: (2, rows, 4H), gathered in place."""
+        ids = self.ids[:, rows]
+        out = self.table.new_empty(2, ids.shape[1], self.table.shape[-1])
+        for d in range(2):
+            torch.index_select(self.table[d], 0, ids[d], out=out[d])
+        return out
 
 
 class _Recurrence(torch.autograd.Function):
