@@ -311,9 +311,10 @@ def bench_corpus(corpus: str, args, env: dict) -> dict:
 def markdown(report: dict, clock: str = "wall") -> str:
     """The table; ``clock="cpu"``: training and tagging in CPU seconds (user + sys), for a shared machine."""
     lines = []
+    threads = f"{report['threads']} thread{'' if report['threads'] == 1 else 's'}"
     for corpus, result in report["corpora"].items():
         lines += [f"**{corpus.upper()}** ({result['test_sentences']:,} test sentences, "
-                  f"{result['test_tokens']:,} tokens; {report['threads']} threads; {clock} time)", "",
+                  f"{result['test_tokens']:,} tokens; {threads}; {clock} time)", "",
                   "| system | entity F1 (P / R) | token macro-F1 | training | pre-tokenized, batches | "
                   "text, batches | text, one per call | model on disk |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
