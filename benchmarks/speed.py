@@ -13,9 +13,8 @@ Measurements (one function each):
   starting from the very same weights.
 * ``measure_inference``: sentences/s of the tagger (emissions + Viterbi), batches of 256.
 * ``measure_end_to_end``: the shipped model (``Tagger.load``) tagging raw test sentences:
-  tokenization, tagging with confidences, entity building. No outside reference; against the
-  same call without the first layer's projection table (model/lstm.py), and one text per call
-  against the batched path.
+  tokenization, tagging with confidences, entity building. No reference; absolute only (and
+  one text per call against the batched path).
 * ``measure_crf``: CRF alone, NLL forward + backward and Viterbi, random emissions, full
   and ragged masks, at each of ``crf_lengths``.
 * ``measure_lstm``: the BiLSTM alone, forward + backward, GMB-like ragged lengths.
@@ -373,31 +372,14 @@ def measure_end_to_end(work: Workload, cfg: BenchConfig, model_dir: str | None) 
         return {"e2e_note": f"skipped: no model in {directory} (give --model DIR)"}
     tagger = Tagger.load(directory)
     texts = [" ".join(s.tokens) for s in work.test_sentences]
-    docs = tagger(texts)
-    tokens = sum(len(doc["tokens"]) for doc in docs)
-    seconds, without_table = compare(lambda: tagger(texts), lambda: untabled(lambda: tagger(texts)), cfg)
+    tokens = sum(len(doc["tokens"]) for doc in tagger(texts))
+    seconds = median_time({"e2e": lambda: tagger(texts)}, cfg.repeats, cfg.warmup)["e2e"]
     mc = tagger.model.config
     return {"e2e_sentences_per_s": _r(len(texts) / seconds, 1), "e2e_tokens_per_s": _r(tokens / seconds, 1),
-            "e2e_ms": _r(seconds * 1e3), "e2e_sentences": len(texts),
-            "e2e_sentences_per_s_without_projection_table": _r(len(texts) / without_table, 1),
-            "e2e_projection_table_speedup": _r(without_table / seconds),
-            "e2e_projection_table_same_documents": untabled(lambda: tagger(texts)) == docs,
-            **measure_one_text(tagger, texts, cfg),
+            "e2e_ms": _r(seconds * 1e3), "e2e_sentences": len(texts), **measure_one_text(tagger, texts, cfg),
             "e2e_model": {"dir": str(directory), "hidden_size": mc.hidden_size, "layers": mc.layers,
                           "decoder": mc.decoder, "n_words": len(tagger.vocab.words),
                           "pretrained": tagger.pretrained is not None}}
-
-
-def untabled(fn: Callable[[], object]):
-    """fn() with the first LSTM layer projecting every row at inference (no _ProjectionTable)."""
-    import nerbilstm.model.lstm as lstm
-
-    share = lstm.TABLE_MAX_DISTINCT_SHARE
-    lstm.TABLE_MAX_DISTINCT_SHARE = 0.0
-    try:
-        return fn()
-    finally:
-        lstm.TABLE_MAX_DISTINCT_SHARE = share
 
 
 def measure_one_text(tagger, texts: Sequence[str], cfg: BenchConfig, calls: int = 200) -> dict:

@@ -112,22 +112,3 @@ def test_padding_never_changes_a_sentence(seed):
     mask = torch.arange(9)[None] < torch.tensor([9, 5, 2])[:, None]
     inside = ours(batch, mask)
     assert torch.equal(inside[1, :5], alone[0]) or torch.allclose(inside[1, :5], alone[0], atol=1e-6)
-
-
-@pytest.mark.parametrize("vocabulary, tabled", [(4, True), (10_000, False)])
-def test_inference_with_repeated_rows_matches_torch(seed, vocabulary, tabled, monkeypatch):
-    """A first layer's rows repeat (one per token): inference projects each distinct row once
-    (_ProjectionTable) and gathers; same outputs as torch.nn.LSTM. With few repeats, no table."""
-    built = []
-    build = lstm._ProjectionTable.build
-    monkeypatch.setattr(lstm._ProjectionTable, "build", lambda *a: built.append(build(*a)) or built[-1])
-    ours, ref, _, lengths, mask = make_case(2)
-    tokens = torch.randn(vocabulary, 6)
-    x = tokens[torch.randint(0, vocabulary, (len(lengths), 7))]  # (B, T, D): rows repeat
-    with torch.no_grad():
-        out = ours(x, mask)
-        expected, _ = run_reference(ref, x, lengths)
-    assert torch.allclose(out, expected, atol=1e-5)
-    assert (out[~mask] == 0).all()
-    assert len(built) == 1  # the first layer only: later layers' rows are states, all distinct
-    assert (built[0] is not None) == tabled

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nerbilstm.model.chars import distinct_rows
 from nerbilstm.model.dropout import dropout as apply_dropout
 
 
@@ -116,18 +115,15 @@ def _step_buffer(flat: Tensor, n: int, H: int) -> Tensor:
 
 
 def inference_recurrence(x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor,
-                         layout: PackedLayout, rows_repeat: bool = False) -> Tensor:
+                         layout: PackedLayout) -> Tensor:
     """The recurrence with no backward pass to come: x (N, D) packed rows -> h (2, N, H), as
-    ``_Recurrence`` on ``BiLSTMLayer``'s input projections. The projections are made for
-    INFERENCE_BLOCK_ROWS rows (whole time steps) at a time or, where ``rows_repeat`` (the
-    first layer's rows are tokens), looked up in a ``_ProjectionTable``; one step's activations
-    are held."""
+    ``_Recurrence`` on ``BiLSTMLayer``'s input projections, which are made here for
+    INFERENCE_BLOCK_ROWS rows (whole time steps) at a time; one step's activations are held."""
     block_rows = INFERENCE_BLOCK_ROWS
     N = x.shape[0]
     H = weight_hh.shape[-1]
     n0 = layout.sizes[0] if layout.sizes else 0
     w_ih_t, w_hh_t, bias = weight_ih.transpose(1, 2), weight_hh.transpose(1, 2), bias.unsqueeze(1)
-    table = _ProjectionTable.build(x, w_ih_t, bias, layout) if rows_repeat else None
     hs = x.new_empty(2, n0 + N, H)  # h of every row, after n0 rows of zero initial state
     hs[:, :n0] = 0
     cells = x.new_zeros(2, 2 * n0, H)  # c of the previous step and of this one, alternately
@@ -141,62 +137,13 @@ def inference_recurrence(x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: 
                     break
                 block_end += size
             rows = slice(block_start, block_end)
-            if table is not None:
-                xp = table.rows(rows)
-            else:
-                both = torch.stack([x[rows], x.index_select(0, layout.reverse[rows])])  # direction 1 reads reversed
-                xp = torch.baddbmm(bias, both, w_ih_t)  # (2, rows, 4H)
+            both = torch.stack([x[rows], x.index_select(0, layout.reverse[rows])])  # direction 1 reads reversed
+            xp = torch.baddbmm(bias, both, w_ih_t)  # (2, rows, 4H)
         _cell_step(xp[:, start - block_start : start - block_start + n], None if start == 0 else hs[:, prev : prev + n],
                    cells[:, t % 2 * n0 :][:, :n], w_hh_t, _step_buffer(gates, n, H), act[:, :n],
                    cells[:, (t + 1) % 2 * n0 :][:, :n], tanh_c[:, :n], hs[:, n0 + start : n0 + start + n])
         prev = n0 + start
     return hs[:, n0:]
-
-
-# A projection table is made where the N rows hold at most this share of distinct rows, and
-# where it takes at most this many bytes (2 x 4H floats a row: 16 MB is 4,096 rows at H = 128,
-# less than the whole batch's projections that the blocks avoid).
-TABLE_MAX_DISTINCT_SHARE = 0.75
-TABLE_MAX_BYTES = 16 * 2**20
-
-
-@dataclass
-class _ProjectionTable:
-    """Input projections of the distinct input rows, for a first layer at inference.
-
-    A first layer's input row depends on its token alone (word, characters, casing), and a
-    batch of text repeats tokens (GMB test batches: 37% of the rows are distinct), so the
-    projections are made once per distinct row and gathered. Same values as projecting
-    every row, up to float rounding. Fields: table (2, U, 4H) with bias; ids (2, N), the
-    table row of each packed row for each direction (direction 1 reads reversed)."""
-
-    table: Tensor
-    ids: Tensor
-
-    @classmethod
-    def build(cls, x: Tensor, w_ih_t: Tensor, bias: Tensor, layout: PackedLayout) -> "_ProjectionTable | None":
-        """x (N, D) float32 packed rows, w_ih_t (2, D, 4H), bias (2, 1, 4H); None where the
-        rows repeat too little for a table to pay (or are not float32)."""
-        N = x.shape[0]
-        if x.dtype != torch.float32 or N < 2 or not x.is_contiguous():
-            return None
-        found = distinct_rows(x.view(torch.int32))  # bitwise equal rows
-        if found is None:
-            return None
-        distinct, inverse = found
-        U = distinct.shape[0]
-        if U > TABLE_MAX_DISTINCT_SHARE * N or U * w_ih_t.shape[0] * w_ih_t.shape[-1] * 4 > TABLE_MAX_BYTES:
-            return None
-        table = torch.baddbmm(bias, distinct.view(torch.float32).expand(2, U, -1), w_ih_t)  # (2, U, 4H)
-        return cls(table, torch.stack([inverse, inverse.index_select(0, layout.reverse)]))
-
-    def rows(self, rows: slice) -> Tensor:
-        """The projections of packed rows ``rows``: (2, rows, 4H), gathered in place."""
-        ids = self.ids[:, rows]
-        out = self.table.new_empty(2, ids.shape[1], self.table.shape[-1])
-        for d in range(2):
-            torch.index_select(self.table[d], 0, ids[d], out=out[d])
-        return out
 
 
 class _Recurrence(torch.autograd.Function):
@@ -298,15 +245,14 @@ class BiLSTMLayer(nn.Module):
             # A forget-gate bias of 1 helps gradients flow early in training (Jozefowicz et al. 2015).
             self.bias[:, self.hidden_size : 2 * self.hidden_size] = 1.0
 
-    def forward(self, x: Tensor, layout: PackedLayout, rows_repeat: bool = False) -> Tensor:
-        """x: (N, D) packed rows -> (N, 2H): both directions' states at each row's token.
-        rows_repeat: many rows are equal (a first layer's, one per token); see inference_recurrence."""
+    def forward(self, x: Tensor, layout: PackedLayout) -> Tensor:
+        """x: (N, D) packed rows -> (N, 2H): both directions' states at each row's token."""
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             both = torch.stack([x, x.index_select(0, layout.reverse)])  # direction 1 reads reversed
             xp = torch.baddbmm(self.bias.unsqueeze(1), both, self.weight_ih.transpose(1, 2))  # (2, N, 4H)
             h = _Recurrence.apply(xp, self.weight_hh, layout)  # (2, N, H)
         else:
-            h = inference_recurrence(x, self.weight_ih, self.bias, self.weight_hh, layout, rows_repeat)
+            h = inference_recurrence(x, self.weight_ih, self.bias, self.weight_hh, layout)
         return torch.cat([h[0], h[1].index_select(0, layout.reverse)], dim=-1)
 
 
@@ -357,7 +303,7 @@ class BiLSTM(nn.Module):
         for k, layer in enumerate(self.layers):
             if k > 0 and self.dropout > 0:
                 h = apply_dropout(h, self.dropout, self.training)
-            h = layer(h, layout, rows_repeat=k == 0)
+            h = layer(h, layout)
         return h, layout
 
     def _forward_torch(self, x: Tensor, mask: Tensor) -> Tensor:
