@@ -50,9 +50,9 @@ class CharCNN(nn.Module):
         k // 2 padding ids (whose vectors are zeroed), so that a word's window never reaches
         another word; the convolution is k shifted products of the (P, C) char vectors of the
         P real characters with the kernel's (C, filters) slices, and a word's features are the
-        max over its characters (a scatter). On GMB batches this is about 2.5x faster, backward
-        pass included, than convolving the (N, C, L) padded words, most of whose L positions
-        are padding."""
+        max over its characters (a scatter). On GMB's training batches this is about 2x faster,
+        backward pass included, than convolving the (N, C, L) padded words, most of whose L
+        positions are padding (``benchmarks/speed.py``, ``char_cnn_speedup``)."""
         N, _ = flat.shape
         k = self.conv.kernel_size[0]
         half = k // 2
