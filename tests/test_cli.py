@@ -109,6 +109,8 @@ def test_info_describes_the_model(trained, capsys, tmp_path):
     text = capsys.readouterr().out
     assert f"parameters  {info['parameters']:,}" in text
     assert f"entity F1 {config['metrics']['test']['entity_f1']:.4f}" in text
+    training = config["training"]
+    assert f"patience {training['patience']}, min gain {training['min_gain']})" in text  # the stopping rule
 
     # a NaN figure is null in strict JSON; a damaged weight file is refused in one line
     broken = tmp_path / "model"

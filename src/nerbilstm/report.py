@@ -106,7 +106,8 @@ def render_info(info: dict) -> str:
                        f"{'loaded' if emb.get('loaded') else 'not found here: unseen words get no vector'})"
                        if emb.get("source") else "")),
         ("training", f"{train.get('epochs')} epochs (best {metrics.get('best_epoch')} of "
-                     f"{metrics.get('epochs_run')} run), batch {train.get('batch_size')}, Adam lr {train.get('lr')} "
+                     f"{metrics.get('epochs_run')} run; patience {train.get('patience')}, min gain "
+                     f"{train.get('min_gain', 0.0)}), batch {train.get('batch_size')}, Adam lr {train.get('lr')} "
                      f"x {train.get('lr_decay')} per epoch, word dropout {train.get('word_dropout')}, "
                      f"seed {train.get('seed')}; {metrics.get('train_wall_seconds')} s"),
         ("data", f"{data.get('file')} ({data.get('format')}, {data.get('encoding')}, "
