@@ -111,6 +111,10 @@ def test_info_describes_the_model(trained, capsys, tmp_path):
     assert f"entity F1 {config['metrics']['test']['entity_f1']:.4f}" in text
     training = config["training"]
     assert f"patience {training['patience']}, min gain {training['min_gain']})" in text  # the stopping rule
+    from nerbilstm.report import render_info
+
+    older = dict(info, training={k: v for k, v in training.items() if k != "min_gain"})  # saved before the field
+    assert f"patience {training['patience']}, min gain 0.0)" in render_info(older)
 
     # a NaN figure is null in strict JSON; a damaged weight file is refused in one line
     broken = tmp_path / "model"

@@ -98,12 +98,11 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(corpus, tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
-
 def test_a_checkpoint_from_before_a_field_resumes_with_the_value_runs_had_then():
     """A training field added later (min_gain, repeat_threshold) missing from a checkpoint means
     the run was started without it: resuming must not switch to today's default."""
-    from nerbilstm.config import TrainConfig
-    from nerbilstm.train import FIELDS_BEFORE_THEY_EXISTED, ResumePoint
+    from nerbilstm.config import FIELDS_BEFORE_THEY_EXISTED, TrainConfig
+    from nerbilstm.train import ResumePoint
 
     old = ResumePoint(state={"model": {}, "training": {"epochs": 7}}, tensors={})
     _, training = old.configs()

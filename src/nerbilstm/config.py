@@ -156,6 +156,12 @@ class TrainConfig:
                               ("stream_chunk", "checkpoint_every", "average_from"))
 
 
+# TrainConfig fields added after models and checkpoints were first written, with the value that
+# runs had before them (the behaviour of a run without the field): what a saved recipe without
+# the field means, whatever today's default.
+FIELDS_BEFORE_THEY_EXISTED = {"min_gain": 0.0, "repeat_threshold": 0.0}
+
+
 def from_dict(cls, data: dict):
     """Build a config dataclass from a dict, ignoring keys it does not know."""
     known = {f.name for f in fields(cls)}

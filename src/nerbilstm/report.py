@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Iterable, Iterator
 
+from nerbilstm.config import FIELDS_BEFORE_THEY_EXISTED
 from nerbilstm.metrics import ERROR_KINDS
 
 
@@ -83,7 +84,7 @@ def render_evaluation(metrics: dict) -> str:
 def render_info(info: dict) -> str:
     """The text form of Tagger.info(): one line per aspect of the model."""
     net = info.get("model") or {}
-    train = info.get("training") or {}
+    train = {**FIELDS_BEFORE_THEY_EXISTED, **(info.get("training") or {})}
     metrics = info.get("metrics") or {}
     data = info.get("data") or {}
     emb = info.get("embeddings") or {}
@@ -107,7 +108,7 @@ def render_info(info: dict) -> str:
                        if emb.get("source") else "")),
         ("training", f"{train.get('epochs')} epochs (best {metrics.get('best_epoch')} of "
                      f"{metrics.get('epochs_run')} run; patience {train.get('patience')}, min gain "
-                     f"{train.get('min_gain', 0.0)}), batch {train.get('batch_size')}, Adam lr {train.get('lr')} "
+                     f"{train.get('min_gain')}), batch {train.get('batch_size')}, Adam lr {train.get('lr')} "
                      f"x {train.get('lr_decay')} per epoch, word dropout {train.get('word_dropout')}, "
                      f"seed {train.get('seed')}; {metrics.get('train_wall_seconds')} s"),
         ("data", f"{data.get('file')} ({data.get('format')}, {data.get('encoding')}, "

@@ -28,7 +28,8 @@ import torch
 from nerbilstm import __version__
 from nerbilstm.checkpoint import (prefixed, read_checkpoint, remove_checkpoint, restore_optimizer,
                                   save_checkpoint, set_rng_state)
-from nerbilstm.config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict
+from nerbilstm.config import (FIELDS_BEFORE_THEY_EXISTED, ConfigError, DataConfig, ModelConfig, TrainConfig,
+                              from_dict)
 from nerbilstm.config_file import run_configs, write_config
 from nerbilstm.data.batching import collate
 from nerbilstm.data.sampling import RepeatFactors
@@ -73,11 +74,6 @@ class Progress:
 
     def next_epoch(self) -> None:
         self.epoch, self.step, self.epoch_loss, self.epoch_tokens = self.epoch + 1, 0, 0.0, 0
-
-
-# TrainConfig fields added after checkpoints were first written, with the value that runs had
-# before them (the behaviour of a run without the field).
-FIELDS_BEFORE_THEY_EXISTED = {"min_gain": 0.0, "repeat_threshold": 0.0}
 
 
 @dataclass
